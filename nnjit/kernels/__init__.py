@@ -1,0 +1,1 @@
+"""Numba kernels: pure functions of arrays and scalars, forward and backward side by side."""

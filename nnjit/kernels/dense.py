@@ -1,0 +1,108 @@
+"""Fused dense kernels: y = act(x @ w + b) and its backward.
+
+The batch is split into one row block per thread; each block calls a single-threaded
+GEMM and applies bias and activation while its output is still hot in cache.  BLAS
+stays single-threaded (see ``nnjit.runtime``) so that only Numba's pool does parallel
+work.  ``nblocks == 1`` takes a serial path that never launches the thread pool,
+which is what small layers need: a parallel launch costs more than their arithmetic.
+"""
+import numpy as np
+from numba import njit, prange
+
+from .activations import GELU, LINEAR, SWISH, activation_grad_rows, activation_rows
+
+
+@njit(cache=True)
+def _dense_forward_rows(x, w, b, code, y, z, i0, i1):
+    np.dot(x[i0:i1], w, y[i0:i1])
+    m = y.shape[1]
+    if z.shape[0] > 0:
+        for i in range(i0, i1):
+            for j in range(m):
+                z[i, j] = y[i, j] + b[j]
+        activation_rows(z, y, code, i0, i1)
+    else:
+        if b.shape[0] > 0:
+            for i in range(i0, i1):
+                for j in range(m):
+                    y[i, j] += b[j]
+        if code != LINEAR:
+            activation_rows(y, y, code, i0, i1)
+
+
+@njit(cache=True, parallel=True)
+def dense_forward(x, w, b, code, nblocks):
+    """Forward pass of a dense layer.
+
+    x: (N, K), w: (K, M), b: (M,) or (0,) for no bias, code: activation code.
+    Returns (y, z): y = act(x @ w + b) of shape (N, M); z is the pre-activation when
+    backward needs it (gelu, swish), else an empty (0, M) array.
+    """
+    n = x.shape[0]
+    m = w.shape[1]
+    y = np.empty((n, m), dtype=x.dtype)
+    keep_z = code == GELU or code == SWISH
+    z = np.empty((n if keep_z else 0, m), dtype=x.dtype)
+    nb = max(1, min(n, nblocks))
+    if nb == 1:
+        _dense_forward_rows(x, w, b, code, y, z, 0, n)
+    else:
+        for t in prange(nb):
+            _dense_forward_rows(x, w, b, code, y, z, t * n // nb, (t + 1) * n // nb)
+    return y, z
+
+
+@njit(cache=True)
+def _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, t, i0, i1):
+    if code != LINEAR:
+        activation_grad_rows(dy, y, z, code, dz, i0, i1)
+    m = dz.shape[1]
+    if db_part.shape[1] > 0:
+        for i in range(i0, i1):
+            for j in range(m):
+                db_part[t, j] += dz[i, j]
+    if dx.shape[0] > 0:
+        np.dot(dz[i0:i1], w.T, dx[i0:i1])
+
+
+@njit(cache=True)
+def _dense_weight_grad_cols(x, dz, dw, k0, k1):
+    # x[:, k0:k1].T is strided; one contiguous copy per block keeps the GEMM on BLAS's
+    # fast path and is small next to the GEMM itself.
+    xt = np.ascontiguousarray(x[:, k0:k1].T)
+    dw[k0:k1] += np.dot(xt, dz)
+
+
+@njit(cache=True, parallel=True)
+def dense_backward(dy, x, w, y, z, code, dw, db, need_dx, nblocks):
+    """Backward pass of a dense layer.
+
+    dy: (N, M) gradient of the output; x, w, y, z as in and out of ``dense_forward``.
+    Accumulates the weight gradient into dw (K, M) and the bias gradient into db (M,)
+    (pass a (0,) array when there is no bias).  Returns dx (N, K), or an empty (0, K)
+    array when ``need_dx`` is False (the first layer of a model).
+    """
+    n, k = x.shape
+    m = w.shape[1]
+    if code == LINEAR:
+        dz = dy
+    else:
+        dz = np.empty((n, m), dtype=dy.dtype)
+    dx = np.empty((n if need_dx else 0, k), dtype=dy.dtype)
+    nb = max(1, min(n, nblocks))
+    db_part = np.zeros((nb, db.shape[0]), dtype=dy.dtype)
+    if nb == 1:
+        _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, 0, 0, n)
+        _dense_weight_grad_cols(x, dz, dw, 0, k)
+    else:
+        for t in prange(nb):
+            _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, t, t * n // nb, (t + 1) * n // nb)
+        kb = max(1, min(k, nblocks))
+        for t in prange(kb):
+            _dense_weight_grad_cols(x, dz, dw, t * k // kb, (t + 1) * k // kb)
+    for j in range(db.shape[0]):
+        s = db[j]
+        for t in range(nb):
+            s += db_part[t, j]
+        db[j] = s
+    return dx
