@@ -86,6 +86,18 @@ def get_num_threads() -> int:
     return numba.get_num_threads()
 
 
+# Below this much work (multiply-adds, or elements for elementwise kernels) a parallel
+# launch of Numba's pool costs more than it saves: a launch is a few microseconds,
+# which is what about this many operations take on one core.
+PARALLEL_MIN_WORK = 1 << 17
+
+
+def blocks_for(work: int) -> int:
+    """How many blocks a kernel should split ``work`` into: 1 (serial path, no thread
+    launch) for small work, else one block per thread."""
+    return 1 if work < PARALLEL_MIN_WORK else numba.get_num_threads()
+
+
 def set_seed(seed: int) -> None:
     """Seed weight initialization, shuffling and dropout so that runs are reproducible."""
     global _RNG, _SEED
