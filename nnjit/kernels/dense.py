@@ -74,13 +74,14 @@ def _dense_weight_grad_cols(x, dz, dw, k0, k1):
 
 
 @njit(cache=True, parallel=True)
-def dense_backward(dy, x, w, y, z, code, dw, db, need_dx, nblocks):
+def dense_backward(dy, x, w, y, z, code, dw, db, need_dx, need_dw, nblocks):
     """Backward pass of a dense layer.
 
     dy: (N, M) gradient of the output; x, w, y, z as in and out of ``dense_forward``.
     Accumulates the weight gradient into dw (K, M) and the bias gradient into db (M,)
-    (pass a (0,) array when there is no bias).  Returns dx (N, K), or an empty (0, K)
-    array when ``need_dx`` is False (the first layer of a model).
+    (pass a (0,) array when there is no bias) unless ``need_dw`` is False (a frozen
+    layer).  Returns dx (N, K), or an empty (0, K) array when ``need_dx`` is False
+    (the first layer of a model).
     """
     n, k = x.shape
     m = w.shape[1]
@@ -90,17 +91,19 @@ def dense_backward(dy, x, w, y, z, code, dw, db, need_dx, nblocks):
         dz = np.empty((n, m), dtype=dy.dtype)
     dx = np.empty((n if need_dx else 0, k), dtype=dy.dtype)
     nb = max(1, min(n, nblocks))
-    db_part = np.zeros((nb, db.shape[0]), dtype=dy.dtype)
+    db_part = np.zeros((nb, db.shape[0] if need_dw else 0), dtype=dy.dtype)
     if nb == 1:
         _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, 0, 0, n)
-        _dense_weight_grad_cols(x, dz, dw, 0, k)
+        if need_dw:
+            _dense_weight_grad_cols(x, dz, dw, 0, k)
     else:
         for t in prange(nb):
             _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, t, t * n // nb, (t + 1) * n // nb)
-        kb = max(1, min(k, nblocks))
-        for t in prange(kb):
-            _dense_weight_grad_cols(x, dz, dw, t * k // kb, (t + 1) * k // kb)
-    for j in range(db.shape[0]):
+        if need_dw:
+            kb = max(1, min(k, nblocks))
+            for t in prange(kb):
+                _dense_weight_grad_cols(x, dz, dw, t * k // kb, (t + 1) * k // kb)
+    for j in range(db_part.shape[1]):
         s = db[j]
         for t in range(nb):
             s += db_part[t, j]

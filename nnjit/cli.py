@@ -1,0 +1,144 @@
+"""The ``nnjit`` command: ``train``, ``bench`` and ``info``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+_T0 = time.perf_counter()
+
+
+def process_age() -> float:
+    """Seconds since this process started (from /proc where available)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _T0
+
+
+MODELS = ("mlp",)
+
+
+def build_model(name: str, input_shape, num_classes: int):
+    """The example models ``nnjit train --model`` trains on the bundled digits."""
+    import nnjit as nj
+    from nnjit.layers import Dense, Dropout
+
+    if name == "mlp":
+        return nj.Sequential([
+            nj.Input(input_shape),
+            Dense(256, activation="relu"),
+            Dropout(0.2),
+            Dense(128, activation="relu"),
+            Dense(num_classes, activation="softmax"),
+        ], name="digits_mlp")
+    raise ValueError(f"nnjit train: unknown --model, expected one of {list(MODELS)}. Received: --model={name!r}")
+
+
+def cmd_train(args) -> int:
+    import numpy as np
+
+    import nnjit as nj
+
+    if args.threads:
+        nj.set_num_threads(args.threads)
+    nj.set_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = nj.datasets.load_digits()
+    model = build_model(args.model, x_train.shape[1:], 10)
+    model.compile(nj.optimizers.Adam(learning_rate=args.learning_rate), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    print(f"nnjit train: model {args.model!r} on the bundled UCI digits "
+          f"({len(x_train)} train / {len(x_test)} test samples), {nj.get_num_threads()} threads")
+    class FirstStep(nj.callbacks.Callback):
+        seconds = None
+
+        def on_batch_end(self, batch, logs=None):
+            if self.seconds is None:
+                self.seconds = process_age()
+
+    first = FirstStep()
+    t0 = time.perf_counter()
+    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                        validation_data=(x_test, y_test), callbacks=[first], verbose=args.verbose)
+    seconds = time.perf_counter() - t0
+    result = model.evaluate(x_test, y_test, batch_size=256)
+    samples = len(x_train) * len(history.history["loss"])
+    print(f"first training step finished {first.seconds:.2f} s after the process started")
+    print(f"trained {len(history.history['loss'])} epochs in {seconds:.1f} s: {samples / seconds:,.0f} samples/s")
+    print(f"test loss {result['loss']:.4f}  test accuracy {result['accuracy']:.4f}")
+
+    os.makedirs(args.out, exist_ok=True)
+    weights = os.path.join(args.out, f"{args.model}.weights.safetensors")
+    model.save_weights(weights)
+    print(f"weights written to {weights}")
+    try:
+        from nnjit import plot
+    except ImportError:
+        plot = None
+    if plot is not None and plot.available():
+        png = os.path.join(args.out, f"{args.model}-training.png")
+        plot.plot_history(history, png)
+        print(f"training curves written to {png}")
+    else:
+        print("training curves not drawn: install matplotlib (pip install 'nnjit[plot]')")
+    return 0 if np.isfinite(result["loss"]) else 1
+
+
+def cmd_info(args) -> int:
+    import numpy as np
+
+    import nnjit as nj
+    from nnjit.kernels.activations import activation_forward
+
+    activation_forward(np.zeros((64, 64), np.float32), 1, 2)  # start the pool so the threading layer is known
+    print(nj.runtime.info())
+    return 0
+
+
+def cmd_bench(args) -> int:
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "perf")
+    if not os.path.isdir(here):
+        print("nnjit bench: the perf/ suite is not next to this installation (run it from a source checkout)",
+              file=sys.stderr)
+        return 2
+    sys.path.insert(0, os.path.dirname(here))
+    from perf import suite
+
+    return suite.main(args.rest)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="nnjit", description="Neural networks on the CPU with Numba kernels.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an example model on the bundled digits")
+    t.add_argument("--model", default="mlp", choices=MODELS)
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--learning-rate", type=float, default=1e-3)
+    t.add_argument("--out", default="./nnjit-out", help="folder for the weights and the training-curve PNG")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    t.set_defaults(func=cmd_train)
+
+    i = sub.add_parser("info", help="versions, threads, threading layer, BLAS, kernel cache")
+    i.set_defaults(func=cmd_info)
+
+    b = sub.add_parser("bench", help="the performance suite (perf/), side by side with PyTorch", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=cmd_bench)
+
+    args = parser.parse_args(argv)
+    if getattr(args, "epochs", 1) < 0 or getattr(args, "batch_size", 1) < 1:
+        parser.error("--epochs must be >= 0 and --batch-size >= 1")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
