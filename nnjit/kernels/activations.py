@@ -33,6 +33,15 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+@njit(cache=True)
+def block_bounds(t, nblocks, n):
+    """Rows [i0, i1) of block t of nblocks over n rows, as int64 whatever the type of t
+    (a literal, a range index or an unsigned prange index), so that each helper kernel
+    compiles for one signature only."""
+    t = np.int64(t)
+    return t * n // nblocks, (t + 1) * n // nblocks
+
+
 @njit(cache=True, inline="always")
 def _sigmoid(z):
     # Two branches so that exp never overflows for large |z|.
@@ -160,10 +169,10 @@ def activation_forward(z, code, nblocks):
     n = z.shape[0]
     nb = min(n, nblocks)
     if nb <= 1:
-        activation_rows(z, y, code, 0, n)
+        activation_rows(z, y, code, *block_bounds(0, 1, n))
     else:
         for b in prange(nb):
-            activation_rows(z, y, code, b * n // nb, (b + 1) * n // nb)
+            activation_rows(z, y, code, *block_bounds(b, nb, n))
     return y
 
 
@@ -174,8 +183,8 @@ def activation_backward(dy, y, z, code, nblocks):
     n = dy.shape[0]
     nb = min(n, nblocks)
     if nb <= 1:
-        activation_grad_rows(dy, y, z, code, dz, 0, n)
+        activation_grad_rows(dy, y, z, code, dz, *block_bounds(0, 1, n))
     else:
         for b in prange(nb):
-            activation_grad_rows(dy, y, z, code, dz, b * n // nb, (b + 1) * n // nb)
+            activation_grad_rows(dy, y, z, code, dz, *block_bounds(b, nb, n))
     return dz

@@ -9,12 +9,13 @@ which is what small layers need: a parallel launch costs more than their arithme
 import numpy as np
 from numba import njit, prange
 
-from .activations import GELU, LINEAR, SWISH, activation_grad_rows, activation_rows
+from .activations import GELU, LINEAR, SWISH, activation_grad_rows, activation_rows, block_bounds
+from .blas import gemm
 
 
 @njit(cache=True)
 def _dense_forward_rows(x, w, b, code, y, z, i0, i1):
-    np.dot(x[i0:i1], w, y[i0:i1])
+    gemm(x[i0:i1], w, y[i0:i1])
     m = y.shape[1]
     if z.shape[0] > 0:
         for i in range(i0, i1):
@@ -45,32 +46,31 @@ def dense_forward(x, w, b, code, nblocks):
     z = np.empty((n if keep_z else 0, m), dtype=x.dtype)
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        _dense_forward_rows(x, w, b, code, y, z, 0, n)
+        _dense_forward_rows(x, w, b, code, y, z, *block_bounds(0, 1, n))
     else:
         for t in prange(nb):
-            _dense_forward_rows(x, w, b, code, y, z, t * n // nb, (t + 1) * n // nb)
+            _dense_forward_rows(x, w, b, code, y, z, *block_bounds(t, nb, n))
     return y, z
 
 
 @njit(cache=True)
-def _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, t, i0, i1):
+def _dense_backward_rows(dy, w, y, z, code, dz, dx, db_row, i0, i1):
     if code != LINEAR:
         activation_grad_rows(dy, y, z, code, dz, i0, i1)
     m = dz.shape[1]
-    if db_part.shape[1] > 0:
+    if db_row.shape[0] > 0:
         for i in range(i0, i1):
             for j in range(m):
-                db_part[t, j] += dz[i, j]
+                db_row[j] += dz[i, j]
     if dx.shape[0] > 0:
-        np.dot(dz[i0:i1], w.T, dx[i0:i1])
+        gemm(dz[i0:i1], w, dx[i0:i1], False, True)
 
 
 @njit(cache=True)
 def _dense_weight_grad_cols(x, dz, dw, k0, k1):
-    # x[:, k0:k1].T is strided; one contiguous copy per block keeps the GEMM on BLAS's
-    # fast path and is small next to the GEMM itself.
-    xt = np.ascontiguousarray(x[:, k0:k1].T)
-    dw[k0:k1] += np.dot(xt, dz)
+    # dw[k0:k1] += x[:, k0:k1].T @ dz: BLAS reads the column slice in place (transposed,
+    # with x's row stride) and accumulates with beta = 1, so no copy and no temporary.
+    gemm(x[:, k0:k1], dz, dw[k0:k1], True, False, 1.0, 1.0)
 
 
 @njit(cache=True, parallel=True)
@@ -93,16 +93,16 @@ def dense_backward(dy, x, w, y, z, code, dw, db, need_dx, need_dw, nblocks):
     nb = max(1, min(n, nblocks))
     db_part = np.zeros((nb, db.shape[0] if need_dw else 0), dtype=dy.dtype)
     if nb == 1:
-        _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, 0, 0, n)
+        _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part[0], *block_bounds(0, 1, n))
         if need_dw:
-            _dense_weight_grad_cols(x, dz, dw, 0, k)
+            _dense_weight_grad_cols(x, dz, dw, *block_bounds(0, 1, k))
     else:
         for t in prange(nb):
-            _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part, t, t * n // nb, (t + 1) * n // nb)
+            _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part[t], *block_bounds(t, nb, n))
         if need_dw:
             kb = max(1, min(k, nblocks))
             for t in prange(kb):
-                _dense_weight_grad_cols(x, dz, dw, t * k // kb, (t + 1) * k // kb)
+                _dense_weight_grad_cols(x, dz, dw, *block_bounds(t, kb, k))
     for j in range(db_part.shape[1]):
         s = db[j]
         for t in range(nb):
