@@ -68,6 +68,50 @@ def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, 
     return sig, codegen
 
 
+@intrinsic
+def _xxgemv(typingctx, trans, m, n, alpha, a, lda, x, beta, y):
+    """Column-major ``y = alpha * op(a) @ x + beta * y`` on contiguous vectors."""
+    if not (isinstance(a, types.Array) and isinstance(x, types.Array) and isinstance(y, types.Array)):
+        return None
+    if not (a.dtype == x.dtype == y.dtype) or y.dtype not in (types.float32, types.float64):
+        return None
+    ensure_blas()
+    dtype = y.dtype
+    kind = ord("s" if dtype == types.float32 else "d")
+    sig = types.int32(trans, m, n, alpha, a, lda, x, beta, y)
+
+    def codegen(context, builder, signature, args):
+        (t_, m_, n_, alpha_, a_, lda_, x_, beta_, y_) = args
+        intp_t = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(ir.IntType(32), [
+            _ll_char, _ll_char, intp_t, intp_t, _ll_void_p, _ll_void_p, intp_t,
+            _ll_void_p, _ll_void_p, _ll_void_p])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemv")
+        ll_dtype = context.get_value_type(dtype)
+        tys = signature.args
+
+        def slot(value, ty):
+            ptr = cgutils.alloca_once(builder, ll_dtype)
+            builder.store(context.cast(builder, value, ty, dtype), ptr)
+            return builder.bitcast(ptr, _ll_void_p)
+
+        def data(value, ty):
+            return builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=value).data, _ll_void_p)
+
+        return builder.call(fn, (
+            ir.Constant(_ll_char, kind),
+            builder.trunc(context.cast(builder, t_, tys[0], types.int64), _ll_char),
+            context.cast(builder, m_, tys[1], types.intp), context.cast(builder, n_, tys[2], types.intp),
+            slot(alpha_, tys[3]), data(a_, tys[4]), context.cast(builder, lda_, tys[5], types.intp),
+            data(x_, tys[6]), slot(beta_, tys[7]), data(y_, tys[8])))
+
+    return sig, codegen
+
+
+# Below this many rows of the result, OpenBLAS's gemm (which packs the whole right-hand
+# matrix on every call) loses to one matrix-vector product per row: 10x at one row.
+GEMV_MAX_ROWS = 4
+
 _N = ord("n")
 _T = ord("t")
 
@@ -97,5 +141,14 @@ def gemm(a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     lda = max(1, a.strides[0] // item)
     ldb = max(1, b.strides[0] // item)
     ldc = max(1, c.strides[0] // item)
+    if m <= GEMV_MAX_ROWS and not trans_a and a.strides[1] == item and c.strides[1] == item:
+        # Row i of C is alpha * op(B)^T @ a[i] + beta * c[i].  B's storage read column-major
+        # is B^T (n x k, leading dimension ldb), or B itself when trans_b.
+        for i in range(m):
+            if trans_b:
+                _xxgemv(_T, k, n, alpha, b, ldb, a[i], beta, c[i])
+            else:
+                _xxgemv(_N, n, k, alpha, b, ldb, a[i], beta, c[i])
+        return
     # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
     _xxgemm(_T if trans_b else _N, _T if trans_a else _N, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)

@@ -9,8 +9,8 @@ which is what small layers need: a parallel launch costs more than their arithme
 import numpy as np
 from numba import njit, prange
 
-from .activations import GELU, LINEAR, SWISH, activation_grad_rows, activation_rows, block_bounds
-from .blas import gemm
+from .activations import GELU, LINEAR, SOFTMAX, SWISH, activation_cols, activation_grad_rows, activation_rows, block_bounds
+from .blas import GEMV_MAX_ROWS, gemm
 
 
 @njit(cache=True)
@@ -31,6 +31,21 @@ def _dense_forward_rows(x, w, b, code, y, z, i0, i1):
             activation_rows(y, y, code, i0, i1)
 
 
+@njit(cache=True)
+def _dense_forward_cols(x, w, b, code, y, z, j0, j1):
+    # A few rows (inference on single samples): the work is reading w, so threads split
+    # its columns instead of the batch.
+    gemm(x, w[:, j0:j1], y[:, j0:j1])
+    n = y.shape[0]
+    for i in range(n):
+        for j in range(j0, j1):
+            v = y[i, j] + (b[j] if b.shape[0] > 0 else 0.0)
+            if z.shape[0] > 0:
+                z[i, j] = v
+            y[i, j] = v
+    activation_cols(y, code, j0, j1)
+
+
 @njit(cache=True, parallel=True)
 def dense_forward(x, w, b, code, nblocks):
     """Forward pass of a dense layer.
@@ -45,7 +60,10 @@ def dense_forward(x, w, b, code, nblocks):
     keep_z = code == GELU or code == SWISH
     z = np.empty((n if keep_z else 0, m), dtype=x.dtype)
     nb = max(1, min(n, nblocks))
-    if nb == 1:
+    if n <= GEMV_MAX_ROWS and nblocks > 1 and code != SOFTMAX:
+        for t in prange(nblocks):
+            _dense_forward_cols(x, w, b, code, y, z, *block_bounds(t, nblocks, m))
+    elif nb == 1:
         _dense_forward_rows(x, w, b, code, y, z, *block_bounds(0, 1, n))
     else:
         for t in prange(nb):

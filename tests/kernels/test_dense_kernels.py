@@ -110,3 +110,19 @@ def test_serial_and_parallel_paths_agree():
     for other in outs[1:]:
         for a, c in zip(outs[0], other):
             np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(CODES))
+@pytest.mark.parametrize("n", [1, 3, 4])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_forward_few_rows_split_by_columns(name, n, use_bias):
+    """A handful of rows (single-sample inference) takes the matrix-vector, column-split path."""
+    x, w, b = _problem(n, 19, 23, np.float64, seed=11)
+    if not use_bias:
+        b = np.empty(0)
+    for nblocks in (1, 2, 3):
+        y, z = dense_forward(x, w, b, CODES[name], nblocks)
+        pre = x @ w + (b if use_bias else 0)
+        np.testing.assert_allclose(y, reference(name, pre), rtol=1e-12, atol=1e-12)
+        if z.shape[0]:
+            np.testing.assert_allclose(z, pre, rtol=1e-12, atol=1e-12)
