@@ -1,0 +1,39 @@
+"""The nnjit command line."""
+import numpy as np
+import pytest
+
+from nnjit import cli
+
+
+def test_train_writes_weights_and_curve(tmp_path, capsys):
+    code = cli.main(["train", "--epochs", "2", "--out", str(tmp_path), "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "test accuracy" in out and "samples/s" in out and "first training step" in out
+    assert (tmp_path / "mlp.weights.safetensors").stat().st_size > 1000
+    assert (tmp_path / "mlp-training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    accuracy = float(out.split("test accuracy")[1].split()[0])
+    assert 0.5 < accuracy <= 1.0
+
+
+def test_trained_weights_load_back(tmp_path):
+    cli.main(["train", "--epochs", "1", "--out", str(tmp_path), "--verbose", "0"])
+    import nnjit as nj
+
+    model = cli.build_model("mlp", (64,), 10)
+    model.load_weights(tmp_path / "mlp.weights.safetensors")
+    (_, _), (x, y) = nj.datasets.load_digits()
+    assert (model.predict(x).argmax(1) == y).mean() > 0.5
+
+
+def test_info_prints_runtime(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "threading layer" in out and "kernel cache" in out
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "-1"], ["train", "--batch-size", "0"],
+                                  ["train", "--model", "nope"]])
+def test_train_refuses_bad_arguments(argv):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
