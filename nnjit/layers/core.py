@@ -77,6 +77,10 @@ class Dense(Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
+    def flops(self, input_shape) -> int:
+        """Forward FLOPs per sample (a multiply-add counts two)."""
+        return 2 * math.prod(input_shape) * self.units
+
     def check_input_shape(self, shape):
         if not shape or shape[-1] != self.input_shape[-1]:
             raise ValueError(

@@ -472,6 +472,96 @@ class BaseModel:
         x = self._prepare_x(x, "x", self.name)
         return self._forward(x, bool(training), False)[0]
 
+    # ------------------------------------------------------------------ profiling
+    def profile(self, x, y, steps=20, print_fn=print):
+        """Time each layer's forward and backward over ``steps`` training steps on (x, y)
+        (one batch; the weights are restored afterwards) and print where the time goes.
+
+        Returns a list of dicts, one per layer plus the loss and the optimizer update:
+        name, forward_ms, backward_ms, gflops (useful FLOP/s where the layer can count
+        its FLOPs) and share of the step."""
+        self._require_compiled("profile")
+        steps = check_int(steps, "steps", "profile", 1)
+        x, y = self._check_pair(x, y, "profile")
+        saved = self.get_weights()
+        opt_state = self.optimizer.get_state() if getattr(self.optimizer, "built", False) else None
+        try:
+            return self._profile(x, y, steps, print_fn)
+        finally:
+            self.set_weights(saved)
+            if opt_state is not None:
+                self.optimizer.set_state(opt_state)
+
+    def _profile(self, x, y, steps, print_fn):
+        layers = self._profile_layers()
+        fwd = {id(l): 0.0 for l in layers}
+        bwd = {id(l): 0.0 for l in layers}
+        loss_t = 0.0
+        opt_t = 0.0
+        clock = time.perf_counter
+        self._train_step(x, y)  # warm-up: compiles what is not compiled yet
+        flat = self._ensure_flat()
+        for _ in range(steps):
+            flat.grads.fill(0)
+            h = x
+            backs = []
+            last = len(layers) - 1
+            for i, layer in enumerate(layers):
+                t = clock()
+                if i == last and self._fuse:
+                    h, back = layer.forward(h, True, linear_output=True)
+                else:
+                    h, back = layer.forward(h, True)
+                fwd[id(layer)] += clock() - t
+                backs.append((layer, back))
+            t = clock()
+            if self._fuse:
+                _, dy, _ = self.loss.value_and_grad_from_logits(y, h)
+            else:
+                _, dy = self.loss.value_and_grad(y, h)
+            loss_t += clock() - t
+            for i in range(last, -1, -1):
+                layer, back = backs[i]
+                t = clock()
+                if i == 0 and layer._skips_input_grad:
+                    back(dy, need_dx=False)
+                else:
+                    dy = back(dy)
+                bwd[id(layer)] += clock() - t
+            t = clock()
+            if flat.ranges:
+                self.optimizer.update(flat.params, flat.grads, flat.ranges)
+            opt_t += clock() - t
+        rows = []
+        shape = x.shape[1:]
+        for layer in layers:
+            flops = layer.flops(shape) if hasattr(layer, "flops") else None
+            shape = layer.output_shape or shape
+            f_ms, b_ms = fwd[id(layer)] / steps * 1e3, bwd[id(layer)] / steps * 1e3
+            gflops = None
+            if flops:
+                gflops = 3 * flops * x.shape[0] / ((f_ms + b_ms) * 1e-3) / 1e9 if f_ms + b_ms > 0 else None
+            rows.append({"name": f"{layer.name} ({type(layer).__name__})", "forward_ms": f_ms, "backward_ms": b_ms,
+                         "gflops": gflops})
+        rows.append({"name": f"loss ({type(self.loss).__name__})", "forward_ms": loss_t / steps * 1e3,
+                     "backward_ms": 0.0, "gflops": None})
+        rows.append({"name": f"update ({type(self.optimizer).__name__})", "forward_ms": 0.0,
+                     "backward_ms": opt_t / steps * 1e3, "gflops": None})
+        total = sum(r["forward_ms"] + r["backward_ms"] for r in rows)
+        for r in rows:
+            r["share"] = (r["forward_ms"] + r["backward_ms"]) / total if total else 0.0
+        width = max(len(r["name"]) for r in rows)
+        lines = [f"Profile of {self.name}: batch {x.shape[0]}, {steps} steps, {total:.3f} ms per step",
+                 f"{'layer'.ljust(width)}  forward ms  backward ms  GFLOP/s  share"]
+        for r in rows:
+            g = f"{r['gflops']:7.1f}" if r["gflops"] else "      -"
+            lines.append(f"{r['name'].ljust(width)}  {r['forward_ms']:10.3f}  {r['backward_ms']:11.3f}  {g}  {r['share']:5.1%}")
+        print_fn("\n".join(lines))
+        return rows
+
+    def _profile_layers(self):
+        raise NotImplementedError(f"{type(self).__name__} cannot be profiled yet")
+
     # ------------------------------------------------------------------ files
     def save_weights(self, path):
         """Write the weights (safetensors layout, checksummed, replaced atomically)."""

@@ -113,3 +113,6 @@ class Sequential(BaseModel):
 
     def _summary_layers(self):
         return self._stack
+
+    def _profile_layers(self):
+        return self._stack

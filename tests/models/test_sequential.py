@@ -276,3 +276,19 @@ def test_progress_bar_prints_epochs(capsys, digits):
     model.fit(x[:100], y[:100], epochs=2, batch_size=50, verbose=1)
     err = capsys.readouterr().err
     assert "Epoch 1/2" in err and "Epoch 2/2" in err and "accuracy" in err
+
+
+def test_profile_reports_every_layer_and_restores_weights(capsys, digits):
+    (x, y), _ = digits
+    model = _compiled()
+    before = model.get_weights()
+    rows = model.profile(x[:128], y[:128], steps=3)
+    out = capsys.readouterr().out
+    names = [r["name"] for r in rows]
+    assert len(rows) == len(model.layers) + 2
+    assert all(layer.name in out for layer in model.layers)
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    assert all(r["forward_ms"] >= 0 and r["backward_ms"] >= 0 for r in rows)
+    assert rows[0]["gflops"] is not None and "update" in names[-1]
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
