@@ -152,3 +152,18 @@ def gemm(a, b, c, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
         return
     # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
     _xxgemm(_T if trans_b else _N, _T if trans_a else _N, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+
+
+@njit(cache=True)
+def _touch(a, c):
+    gemm(a, a, c)
+    gemm(a[:1], a, c[:1])
+
+
+def resolve_blas() -> None:
+    """Make Numba resolve its BLAS entry points (gemm, gemv; single and double) from
+    one thread.  Numba looks each up lazily on first call; the first call must not
+    happen in several threads of a parallel region at once."""
+    for dtype in (np.float32, np.float64):
+        a = np.ones((2, 2), dtype=dtype)
+        _touch(a, np.empty_like(a))

@@ -18,9 +18,14 @@ def _dense_forward_rows(x, w, b, code, y, z, i0, i1):
     gemm(x[i0:i1], w, y[i0:i1])
     m = y.shape[1]
     if z.shape[0] > 0:
-        for i in range(i0, i1):
-            for j in range(m):
-                z[i, j] = y[i, j] + b[j]
+        if b.shape[0] > 0:
+            for i in range(i0, i1):
+                for j in range(m):
+                    z[i, j] = y[i, j] + b[j]
+        else:
+            for i in range(i0, i1):
+                for j in range(m):
+                    z[i, j] = y[i, j]
         activation_rows(z, y, code, i0, i1)
     else:
         if b.shape[0] > 0:
