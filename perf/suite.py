@@ -283,6 +283,8 @@ def _time_workload(wl, workers, libs, args) -> dict:
                                            warmup_s=args.warmup_s, delay_s=delay)
         setups[lib].pop("ok", None)
     steps = pick_steps(args, [s["est_step_s"] for s in setups.values()])
+    if args.pause > 0:
+        time.sleep(args.pause)  # the set-ups (imports, warm-up) were the heaviest work so far: settle first
     blocks = {lib: [] for lib in libs}
     finite = {lib: bool(setups[lib]["finite"]) for lib in libs}
     for r in range(args.rounds):
