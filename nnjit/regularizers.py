@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 
 from . import runtime
+from .config import Configurable
 from .kernels import regularizers as _k
 
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get", "serialize", "deserialize"]
@@ -30,7 +31,7 @@ def _check_factor(owner, name, value):
     return float(value)
 
 
-class Regularizer:
+class Regularizer(Configurable):
     """Base class.  A regularizer is ``l1 * sum(|w|) + l2 * sum(w**2)`` for its l1, l2."""
 
     _l1 = 0.0
@@ -78,20 +79,6 @@ class Regularizer:
     def get_config(self) -> dict:
         raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        config.pop("class_name", None)
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class_name")
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    __hash__ = object.__hash__
 
 
 class L1(Regularizer):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import numbers
 
+from .config import Configurable
+
 __all__ = ["LearningRateSchedule", "ExponentialDecay", "CosineDecay", "serialize", "deserialize", "get"]
 
 
@@ -29,7 +31,7 @@ def _check_number(owner, name, value, *, low=None, low_open=False, high=None, hi
     return float(value)
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(Configurable):
     """Base class: ``schedule(step) -> float`` with ``get_config`` / ``from_config``."""
 
     def __call__(self, step) -> float:
@@ -39,20 +41,6 @@ class LearningRateSchedule:
         """``{"class_name": ..., <constructor arguments>}``; JSON-serializable."""
         raise NotImplementedError
 
-    @classmethod
-    def from_config(cls, config: dict):
-        config = dict(config)
-        config.pop("class_name", None)
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "class_name")
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    __hash__ = object.__hash__
 
 
 class ExponentialDecay(LearningRateSchedule):
