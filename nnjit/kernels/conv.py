@@ -38,12 +38,96 @@ GEMM_MIN_COLS = 256
 
 
 @njit(cache=True)
-def _out_range(offset, stride, size, out):
-    """Outputs o in [o0, o1) of ``out`` with 0 <= o * stride + offset < size."""
-    o0 = 0 if offset >= 0 else (stride - 1 - offset) // stride
-    o1 = (size - offset + stride - 1) // stride
-    o1 = max(0, min(o1, out))
-    return min(o0, o1), o1
+def _padded_size(out, kernel, stride, dil):
+    """Rows (or columns) of the zero-padded input that outputs 0..out-1 read."""
+    return (out - 1) * stride + (kernel - 1) * dil + 1
+
+
+# Inner loops below index 1-D views from 0 (a row of an array, sliced at the offset) rather
+# than a row at ``offset + q``: Numba wraps negative indices, and only an index that LLVM can
+# prove non-negative leaves a loop it can vectorize.
+
+
+@njit(cache=True)
+def _pad_image(x, n, pad_top, pad_left, xp, hp, wp):
+    """Copy image n of x into the interior of xp (C, hp * wp).  The border is zeroed when xp
+    is allocated and the interior is the same region for every image, so it stays zero."""
+    h = x.shape[2]
+    w = x.shape[3]
+    r0 = max(0, pad_top)
+    r1 = min(hp, pad_top + h)
+    q0 = max(0, pad_left)
+    q1 = min(wp, pad_left + w)
+    for c in range(x.shape[1]):
+        for r in range(r0, r1):
+            src = x[n, c, r - pad_top, q0 - pad_left:q1 - pad_left]
+            dst = xp[c, r * wp + q0:r * wp + q1]
+            for q in range(q1 - q0):
+                dst[q] = src[q]
+
+
+@njit(cache=True)
+def _crop_image(dxp, pad_top, pad_left, hp, wp, dx, n):
+    """dx[n] = the interior of the padded gradient dxp (C, hp * wp); input rows and columns
+    that no output reads (beyond hp, wp) get zero."""
+    h = dx.shape[2]
+    w = dx.shape[3]
+    q0 = max(0, -pad_left)
+    q1 = max(q0, min(w, wp - pad_left))
+    for c in range(dx.shape[1]):
+        for r in range(h):
+            dst = dx[n, c, r]
+            rr = r + pad_top
+            if rr < 0 or rr >= hp:
+                for q in range(w):
+                    dst[q] = 0.0
+                continue
+            src = dxp[c, rr * wp + q0 + pad_left:rr * wp + q1 + pad_left]
+            for q in range(q0):
+                dst[q] = 0.0
+            part = dst[q0:q1]
+            for q in range(q1 - q0):
+                part[q] = src[q]
+            for q in range(q1, w):
+                dst[q] = 0.0
+
+
+@njit(cache=True)
+def _im2col_image(xp, wp, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, col0):
+    """Columns col0 .. col0 + out_h * out_w of cols from one zero-padded image xp (C, hp * wp)."""
+    for c in range(xp.shape[0]):
+        src_c = xp[c]
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                row = cols[(c * kernel_h + i) * kernel_w + j]
+                for oh in range(out_h):
+                    src = src_c[(oh * stride_h + i * dil_h) * wp + j * dil_w:]
+                    dst = row[col0 + oh * out_w:col0 + (oh + 1) * out_w]
+                    if stride_w == 1:
+                        for q in range(out_w):
+                            dst[q] = src[q]
+                    else:
+                        for q in range(out_w):
+                            dst[q] = src[q * stride_w]
+
+
+@njit(cache=True)
+def _col2im_image(cols, col0, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w, dxp, wp):
+    """Add columns col0 .. col0 + out_h * out_w of cols into the padded image gradient dxp."""
+    for c in range(dxp.shape[0]):
+        dst_c = dxp[c]
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                row = cols[(c * kernel_h + i) * kernel_w + j]
+                for oh in range(out_h):
+                    dst = dst_c[(oh * stride_h + i * dil_h) * wp + j * dil_w:]
+                    src = row[col0 + oh * out_w:col0 + (oh + 1) * out_w]
+                    if stride_w == 1:
+                        for q in range(out_w):
+                            dst[q] += src[q]
+                    else:
+                        for q in range(out_w):
+                            dst[q * stride_w] += src[q]
 
 
 @njit(cache=True)
@@ -57,37 +141,13 @@ def im2col(x, n0, n1, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
     zero outside the image.  Then w.reshape(F, -1) @ cols is the convolution of those images,
     one (F, out_h * out_w) block of columns per image.
     """
-    c_in = x.shape[1]
-    h = x.shape[2]
-    w = x.shape[3]
+    hp = _padded_size(out_h, kernel_h, stride_h, dil_h)
+    wp = _padded_size(out_w, kernel_w, stride_w, dil_w)
+    xp = np.zeros((x.shape[1], hp * wp), dtype=x.dtype)
     p = out_h * out_w
     for n in range(n0, n1):
-        base = (n - n0) * p
-        for c in range(c_in):
-            for i in range(kernel_h):
-                off_h = i * dil_h - pad_top
-                oh0, oh1 = _out_range(off_h, stride_h, h, out_h)
-                for j in range(kernel_w):
-                    row = cols[(c * kernel_h + i) * kernel_w + j]
-                    off_w = j * dil_w - pad_left
-                    ow0, ow1 = _out_range(off_w, stride_w, w, out_w)
-                    for q in range(base, base + oh0 * out_w):
-                        row[q] = 0.0
-                    for oh in range(oh0, oh1):
-                        src = x[n, c, oh * stride_h + off_h]
-                        d = base + oh * out_w
-                        for ow in range(ow0):
-                            row[d + ow] = 0.0
-                        if stride_w == 1:
-                            for ow in range(ow0, ow1):
-                                row[d + ow] = src[ow + off_w]
-                        else:
-                            for ow in range(ow0, ow1):
-                                row[d + ow] = src[ow * stride_w + off_w]
-                        for ow in range(ow1, out_w):
-                            row[d + ow] = 0.0
-                    for q in range(base + oh1 * out_w, base + p):
-                        row[q] = 0.0
+        _pad_image(x, n, pad_top, pad_left, xp, hp, wp)
+        _im2col_image(xp, wp, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, (n - n0) * p)
 
 
 @njit(cache=True)
@@ -95,36 +155,23 @@ def col2im(cols, n0, n1, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_le
     """Add the column-matrix gradient ``cols`` of images n0..n1 into dx (the adjoint of im2col).
 
     cols: (C * kernel_h * kernel_w, (n1 - n0) * out_h * out_w) in the layout of ``im2col``;
-    dx: (N, C, H, W), accumulated into (+=), entries that fall in the padding are dropped.
+    dx: (N, C, H, W), accumulated into (+=); entries that fall in the padding are dropped.
     """
-    c_in = dx.shape[1]
-    h = dx.shape[2]
-    w = dx.shape[3]
+    hp = _padded_size(out_h, kernel_h, stride_h, dil_h)
+    wp = _padded_size(out_w, kernel_w, stride_w, dil_w)
+    dxp = np.empty((dx.shape[1], hp * wp), dtype=dx.dtype)
+    part = np.empty((n1 - n0, dx.shape[1], dx.shape[2], dx.shape[3]), dtype=dx.dtype)
     p = out_h * out_w
     for n in range(n0, n1):
-        base = (n - n0) * p
-        for c in range(c_in):
-            for i in range(kernel_h):
-                off_h = i * dil_h - pad_top
-                oh0, oh1 = _out_range(off_h, stride_h, h, out_h)
-                for j in range(kernel_w):
-                    row = cols[(c * kernel_h + i) * kernel_w + j]
-                    off_w = j * dil_w - pad_left
-                    ow0, ow1 = _out_range(off_w, stride_w, w, out_w)
-                    for oh in range(oh0, oh1):
-                        dst = dx[n, c, oh * stride_h + off_h]
-                        d = base + oh * out_w
-                        if stride_w == 1:
-                            for ow in range(ow0, ow1):
-                                dst[ow + off_w] += row[d + ow]
-                        else:
-                            for ow in range(ow0, ow1):
-                                dst[ow * stride_w + off_w] += row[d + ow]
+        dxp[:] = 0.0
+        _col2im_image(cols, (n - n0) * p, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w, dxp, wp)
+        _crop_image(dxp, pad_top, pad_left, hp, wp, part, n - n0)
+        dx[n] += part[n - n0]
 
 
 @njit(cache=True)
 def _softmax_channels(z, y):
-    """y = softmax of z over its rows (the channel axis of one image), z, y: (F, P)."""
+    """y = softmax of z over its rows (the channel axis of one image); z, y: (F, P), may be one array."""
     f_, p = z.shape
     m = z[0].copy()
     for f in range(1, f_):
@@ -145,36 +192,40 @@ def _softmax_channels(z, y):
 
 
 @njit(cache=True)
-def _store_rows(acc, col0, pitch, out_h, out_w, bias, code, y3, z3, n):
-    """y3[n] = act(acc + bias), and z3[n] = acc + bias when z3 keeps the pre-activation.
+def _bias_row(src, dst, bv, relu, n):
+    if relu:
+        # relu fused into the copy: one pass over the output instead of two
+        for q in range(n):
+            v = src[q] + bv
+            dst[q] = v if v > 0 else 0.0
+    else:
+        for q in range(n):
+            dst[q] = src[q] + bv
 
-    acc: (F, *) with output row oh of filter f at acc[f, col0 + oh * pitch : + out_w].
-    acc may be y3[n] itself (col0 = 0, pitch = out_w): each element is read before it is written.
-    """
-    f_ = y3.shape[1]
+
+@njit(cache=True)
+def _store_filter(arow, pitch, out_h, out_w, bias, code, y3, z3, n, f):
+    """Output f of image n from arow, whose output row oh starts at arow[oh * pitch]: z3[n, f]
+    = arow + bias when z3 keeps the pre-activation, else y3[n, f] = arow + bias (relu fused).
+    Other activations follow for the whole image in ``_activate_image``."""
     keep_z = z3.shape[0] > 0
-    for f in range(f_):
-        bv = bias[f]
+    dst = z3[n, f] if keep_z else y3[n, f]
+    relu = code == RELU and not keep_z
+    if pitch == out_w:
+        _bias_row(arow, dst, bias[f], relu, out_h * out_w)
+    else:
         for oh in range(out_h):
-            s = col0 + oh * pitch
-            d = oh * out_w
-            if keep_z:
-                for ow in range(out_w):
-                    z3[n, f, d + ow] = acc[f, s + ow] + bv
-            elif code == RELU:
-                # relu fused into the copy: one pass over the output instead of two
-                for ow in range(out_w):
-                    v = acc[f, s + ow] + bv
-                    y3[n, f, d + ow] = v if v > 0 else 0.0
-            else:
-                for ow in range(out_w):
-                    y3[n, f, d + ow] = acc[f, s + ow] + bv
-    if keep_z:
-        activation_rows(z3[n], y3[n], code, 0, f_)
+            _bias_row(arow[oh * pitch:], dst[oh * out_w:], bias[f], relu, out_w)
+
+
+@njit(cache=True)
+def _activate_image(code, y3, z3, n):
+    if z3.shape[0] > 0:
+        activation_rows(z3[n], y3[n], code, 0, y3.shape[1])
     elif code == SOFTMAX:
         _softmax_channels(y3[n], y3[n])
     elif code != LINEAR and code != RELU:
-        activation_rows(y3[n], y3[n], code, 0, f_)
+        activation_rows(y3[n], y3[n], code, 0, y3.shape[1])
 
 
 @njit(cache=True)
@@ -203,6 +254,9 @@ def _forward_gemm(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_
     x3 = x.reshape((x.shape[0], c_in, x.shape[2] * x.shape[3]))
     pointwise = _is_pointwise(x, w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     nimg = _images_per_chunk(p, pointwise)
+    hp = _padded_size(out_h, kh, stride_h, dil_h)
+    wp = _padded_size(out_w, kw, stride_w, dil_w)
+    xp = np.zeros((0 if pointwise else c_in, hp * wp), dtype=x.dtype)
     cols_buf = np.empty(0 if pointwise else rows * nimg * p, dtype=x.dtype)
     out_buf = np.empty(f_ * nimg * p if nimg > 1 else 0, dtype=x.dtype)
     for s in range(i0, i1, nimg):
@@ -212,7 +266,9 @@ def _forward_gemm(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_
             cols = x3[s]
         else:
             cols = cols_buf[:rows * m * p].reshape((rows, m * p))
-            im2col(x, s, e, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, cols)
+            for k in range(m):
+                _pad_image(x, s + k, pad_top, pad_left, xp, hp, wp)
+                _im2col_image(xp, wp, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, k * p)
         # One image: the GEMM writes straight into y.  Several: into a buffer whose column
         # blocks are then copied (with bias and activation) into each image's output.
         if m == 1:
@@ -222,25 +278,9 @@ def _forward_gemm(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_
         for g in range(groups):
             gemm(w2[g * fg:(g + 1) * fg], cols[g * cgk:(g + 1) * cgk], acc[g * fg:(g + 1) * fg])
         for k in range(m):
-            _store_rows(acc, k * p, out_w, out_h, out_w, bias, code, y3, z3, s + k)
-
-
-@njit(cache=True)
-def _pad_image(x, n, pad_top, pad_left, xp, hp, wp):
-    """Copy image n into the interior of xp (C, hp * wp); the border was zeroed once and the
-    interior is the same region for every image, so it stays zero."""
-    h = x.shape[2]
-    w = x.shape[3]
-    r0 = max(0, pad_top)
-    r1 = min(hp, pad_top + h)
-    q0 = max(0, pad_left)
-    q1 = min(wp, pad_left + w)
-    for c in range(x.shape[1]):
-        for r in range(r0, r1):
-            src = x[n, c, r - pad_top]
-            d = r * wp
-            for q in range(q0, q1):
-                xp[c, d + q] = src[q - pad_left]
+            for f in range(f_):
+                _store_filter(acc[f, k * p:], out_w, out_h, out_w, bias, code, y3, z3, s + k, f)
+            _activate_image(code, y3, z3, s + k)
 
 
 @njit(cache=True)
@@ -249,8 +289,8 @@ def _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, ou
     c_in = x.shape[1]
     f_, cg, kh, kw = w.shape
     fg = f_ // groups
-    hp = (out_h - 1) * stride_h + (kh - 1) * dil_h + 1
-    wp = (out_w - 1) * stride_w + (kw - 1) * dil_w + 1
+    hp = _padded_size(out_h, kh, stride_h, dil_h)
+    wp = _padded_size(out_w, kw, stride_w, dil_w)
     # Stride 1: output row oh starts at oh * wp in a "wide" accumulator with the padded
     # image's row width, so that each tap is one contiguous loop over the whole image
     # (shifted by the tap's offset); the wp - out_w extra columns per row are discarded.
@@ -258,30 +298,46 @@ def _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, ou
     pitch = wp if flat else out_w
     span = (out_h - 1) * wp + out_w if flat else out_h * out_w
     xp = np.zeros((c_in, hp * wp), dtype=x.dtype)
-    acc = np.empty((f_, out_h * pitch), dtype=x.dtype)
+    acc = np.empty(span, dtype=x.dtype)
     for n in range(i0, i1):
         _pad_image(x, n, pad_top, pad_left, xp, hp, wp)
         for f in range(f_):
-            a = acc[f]
             for q in range(span):
-                a[q] = 0.0
+                acc[q] = 0.0
             g = f // fg
             for cc in range(cg):
                 src = xp[g * cg + cc]
                 for i in range(kh):
-                    for j in range(kw):
-                        wv = w[f, cc, i, j]
-                        if flat:
-                            off = i * dil_h * wp + j * dil_w
+                    if flat:
+                        # Three taps of a row per pass: one load and store of acc per three
+                        # multiply-adds instead of per one.
+                        j = 0
+                        while j + 3 <= kw:
+                            w0 = w[f, cc, i, j]
+                            w1 = w[f, cc, i, j + 1]
+                            w2 = w[f, cc, i, j + 2]
+                            s0 = src[i * dil_h * wp + j * dil_w:]
+                            s1 = src[i * dil_h * wp + (j + 1) * dil_w:]
+                            s2 = src[i * dil_h * wp + (j + 2) * dil_w:]
                             for q in range(span):
-                                a[q] += wv * src[off + q]
-                        else:
+                                acc[q] += w0 * s0[q] + w1 * s1[q] + w2 * s2[q]
+                            j += 3
+                        while j < kw:
+                            w0 = w[f, cc, i, j]
+                            s0 = src[i * dil_h * wp + j * dil_w:]
+                            for q in range(span):
+                                acc[q] += w0 * s0[q]
+                            j += 1
+                    else:
+                        for j in range(kw):
+                            w0 = w[f, cc, i, j]
                             for oh in range(out_h):
-                                off = (oh * stride_h + i * dil_h) * wp + j * dil_w
-                                d = oh * out_w
-                                for ow in range(out_w):
-                                    a[d + ow] += wv * src[off + ow * stride_w]
-        _store_rows(acc, 0, pitch, out_h, out_w, bias, code, y3, z3, n)
+                                s0 = src[(oh * stride_h + i * dil_h) * wp + j * dil_w:]
+                                a = acc[oh * out_w:]
+                                for q in range(out_w):
+                                    a[q] += w0 * s0[q * stride_w]
+            _store_filter(acc, pitch, out_h, out_w, bias, code, y3, z3, n, f)
+        _activate_image(code, y3, z3, n)
 
 
 @njit(cache=True)
@@ -335,35 +391,46 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
 
 @njit(cache=True)
 def _activation_grad_image(dy3, y3, z3, code, n, dz, col0, scratch):
-    """dz[:, col0:col0 + P] = act'(.) * dy3[n] for image n (scratch: (F, P), may be dz itself
-    when col0 == 0 and dz has P columns)."""
+    """dz[:, col0:col0 + P] = act'(.) * dy3[n] for image n.  scratch: (F, P) for the generic
+    activations, or dz itself when col0 == 0 and dz has P columns."""
     f_ = dy3.shape[1]
     p = dy3.shape[2]
     if code == LINEAR:
         for f in range(f_):
+            src = dy3[n, f]
+            dst = dz[f, col0:col0 + p]
             for q in range(p):
-                dz[f, col0 + q] = dy3[n, f, q]
+                dst[q] = src[q]
     elif code == RELU:
         for f in range(f_):
+            g = dy3[n, f]
+            yr = y3[n, f]
+            dst = dz[f, col0:col0 + p]
             for q in range(p):
-                dz[f, col0 + q] = dy3[n, f, q] if y3[n, f, q] > 0 else 0.0
+                dst[q] = g[q] if yr[q] > 0 else 0.0
     elif code == SOFTMAX:
         # softmax over channels: dz = y * (dy - sum_f dy * y), the sum taken per pixel
         dot = np.zeros(p, dtype=dz.dtype)
         for f in range(f_):
+            g = dy3[n, f]
+            yr = y3[n, f]
             for q in range(p):
-                dot[q] += dy3[n, f, q] * y3[n, f, q]
+                dot[q] += g[q] * yr[q]
         for f in range(f_):
+            g = dy3[n, f]
+            yr = y3[n, f]
+            dst = dz[f, col0:col0 + p]
             for q in range(p):
-                dz[f, col0 + q] = y3[n, f, q] * (dy3[n, f, q] - dot[q])
+                dst[q] = yr[q] * (g[q] - dot[q])
     else:
         zn = z3[n] if z3.shape[0] > 0 else y3[n]
         activation_grad_rows(dy3[n], y3[n], zn, code, scratch, 0, f_)
         if scratch is not dz:
             for f in range(f_):
+                src = scratch[f]
+                dst = dz[f, col0:col0 + p]
                 for q in range(p):
-                    dz[f, col0 + q] = scratch[f, q]
-
+                    dst[q] = src[q]
 
 
 @njit(cache=True)
@@ -382,12 +449,15 @@ def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out
     dx3 = dx.reshape((dx.shape[0], c_in, dx.shape[2] * dx.shape[3]))
     pointwise = _is_pointwise(x, w, stride_h, stride_w, pad_top, pad_left, out_h, out_w)
     nimg = _images_per_chunk(p, pointwise)
+    hp = _padded_size(out_h, kh, stride_h, dil_h)
+    wp = _padded_size(out_w, kw, stride_w, dil_w)
+    xp = np.zeros((0 if pointwise else c_in, hp * wp), dtype=x.dtype)
     cols_buf = np.empty(0 if pointwise else rows * nimg * p, dtype=x.dtype)
     dz_buf = np.empty(f_ * nimg * p, dtype=x.dtype)
     generic = code != LINEAR and code != RELU and code != SOFTMAX
     scratch = np.empty((f_ if generic and nimg > 1 else 0, p), dtype=x.dtype)
     # Bias gradient: per-pixel partial sums, vectorized across pixels, reduced over pixels
-    # once at the end (a running scalar sum per filter would be one dependent add per element).
+    # once at the end (a running scalar sum per filter is one dependent add per element).
     has_db = need_dw and dbt.shape[0] > 0
     db_acc = np.zeros((f_ if has_db else 0, p), dtype=x.dtype)
     for s in range(i0, i1, nimg):
@@ -400,21 +470,26 @@ def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out
             for k in range(m):
                 _activation_grad_image(dy3, y3, z3, code, s + k, dz, k * p, dz if m == 1 else scratch)
         if has_db:
-            for k in range(m):
-                for f in range(f_):
+            for f in range(f_):
+                acc = db_acc[f]
+                for k in range(m):
+                    src = dz[f, k * p:(k + 1) * p]
                     for q in range(p):
-                        db_acc[f, q] += dz[f, k * p + q]
+                        acc[q] += src[q]
         if need_dw:
             if pointwise:
                 cols = x3[s]
             else:
                 cols = cols_buf[:rows * m * p].reshape((rows, m * p))
-                im2col(x, s, e, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, cols)
+                for k in range(m):
+                    _pad_image(x, s + k, pad_top, pad_left, xp, hp, wp)
+                    _im2col_image(xp, wp, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, k * p)
             for g in range(groups):
                 gemm(dz[g * fg:(g + 1) * fg], cols[g * cgk:(g + 1) * cgk], dwt[g * fg:(g + 1) * fg],
                      False, True, 1.0, 1.0)
         if need_dx:
-            # The column buffer is free again once dw is done: reuse it for the column gradient.
+            # The column buffer is free again once dw is done: reuse it for the column
+            # gradient, and xp for the padded image gradient.
             if pointwise:
                 dcols = dx3[s]
             else:
@@ -422,14 +497,25 @@ def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out
             for g in range(groups):
                 gemm(w2[g * fg:(g + 1) * fg], dz[g * fg:(g + 1) * fg], dcols[g * cgk:(g + 1) * cgk], True, False)
             if not pointwise:
-                for k in range(s, e):
-                    dx3[k] = 0.0
-                col2im(dcols, s, e, kh, kw, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, dx)
+                for k in range(m):
+                    for c in range(c_in):
+                        row = xp[c]
+                        for q in range(hp * wp):
+                            row[q] = 0.0
+                    _col2im_image(dcols, k * p, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, xp, wp)
+                    _crop_image(xp, pad_top, pad_left, hp, wp, dx, s + k)
+                if need_dw:
+                    # xp's border must be zero again for the next chunk's im2col
+                    for c in range(c_in):
+                        row = xp[c]
+                        for q in range(hp * wp):
+                            row[q] = 0.0
     if has_db:
         for f in range(f_):
             t = 0.0
+            acc = db_acc[f]
             for q in range(p):
-                t += db_acc[f, q]
+                t += acc[q]
             dbt[f] += t
 
 
