@@ -1,4 +1,7 @@
 """Layers: thin objects that check arguments, own parameters and call kernels."""
 from .base import Layer, register_layer
+from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
 from .input import Input, InputLayer, SymbolicTensor
+from .normalization import BatchNormalization
+from .pooling import AvgPool2D, GlobalAvgPool1D, GlobalAvgPool2D, MaxPool2D
