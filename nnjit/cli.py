@@ -21,13 +21,16 @@ def process_age() -> float:
         return time.perf_counter() - _T0
 
 
-MODELS = ("mlp",)
+MODELS = ("mlp", "cnn")
+# Per-sample input shape each example model reads the 8x8 digits as.
+INPUT_SHAPES = {"mlp": (64,), "cnn": (1, 8, 8)}
+DEFAULT_EPOCHS = {"mlp": 40, "cnn": 20}
 
 
 def build_model(name: str, input_shape, num_classes: int):
     """The example models ``nnjit train --model`` trains on the bundled digits."""
     import nnjit as nj
-    from nnjit.layers import Dense, Dropout
+    from nnjit.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPool2D
 
     if name == "mlp":
         return nj.Sequential([
@@ -37,6 +40,20 @@ def build_model(name: str, input_shape, num_classes: int):
             Dense(128, activation="relu"),
             Dense(num_classes, activation="softmax"),
         ], name="digits_mlp")
+    if name == "cnn":
+        return nj.Sequential([
+            nj.Input(input_shape),
+            Conv2D(32, 3, padding="same", activation="relu"),
+            Conv2D(32, 3, padding="same", use_bias=False),
+            BatchNormalization(),
+            nj.layers.Activation("relu"),
+            MaxPool2D(2),
+            Conv2D(64, 3, padding="same", activation="relu"),
+            MaxPool2D(2),
+            Flatten(),
+            Dropout(0.3),
+            Dense(num_classes, activation="softmax"),
+        ], name="digits_cnn")
     raise ValueError(f"nnjit train: unknown --model, expected one of {list(MODELS)}. Received: --model={name!r}")
 
 
@@ -49,7 +66,9 @@ def cmd_train(args) -> int:
         nj.set_num_threads(args.threads)
     nj.set_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = nj.datasets.load_digits()
-    model = build_model(args.model, x_train.shape[1:], 10)
+    shape = INPUT_SHAPES[args.model]
+    x_train, x_test = x_train.reshape((-1,) + shape), x_test.reshape((-1,) + shape)
+    model = build_model(args.model, shape, 10)
     model.compile(nj.optimizers.Adam(learning_rate=args.learning_rate), "sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     print(f"nnjit train: model {args.model!r} on the bundled UCI digits "
@@ -125,7 +144,7 @@ def main(argv=None) -> int:
 
     t = sub.add_parser("train", help="train an example model on the bundled digits")
     t.add_argument("--model", default="mlp", choices=MODELS)
-    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--epochs", type=int, default=None, help="default: 40 for mlp, 20 for cnn")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--learning-rate", type=float, default=1e-3)
     t.add_argument("--out", default="./nnjit-out", help="folder for the weights and the training-curve PNG")
@@ -142,6 +161,8 @@ def main(argv=None) -> int:
     b.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "train" and args.epochs is None:
+        args.epochs = DEFAULT_EPOCHS[args.model]
     if getattr(args, "epochs", 1) < 0 or getattr(args, "batch_size", 1) < 1:
         parser.error("--epochs must be >= 0 and --batch-size >= 1")
     return args.func(args)

@@ -26,6 +26,21 @@ def test_trained_weights_load_back(tmp_path):
     assert (model.predict(x).argmax(1) == y).mean() > 0.5
 
 
+def test_train_cnn_model(tmp_path, capsys):
+    code = cli.main(["train", "--model", "cnn", "--epochs", "1", "--out", str(tmp_path), "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "'cnn'" in out
+    accuracy = float(out.split("test accuracy")[1].split()[0])
+    assert 0.5 < accuracy <= 1.0
+    import nnjit as nj
+
+    model = cli.build_model("cnn", (1, 8, 8), 10)
+    model.load_weights(tmp_path / "cnn.weights.safetensors")
+    (_, _), (x, y) = nj.datasets.load_digits()
+    assert (model.predict(x.reshape(-1, 1, 8, 8)).argmax(1) == y).mean() > 0.5
+
+
 def test_info_prints_runtime(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
