@@ -231,16 +231,24 @@ class BaseModel:
     def _train_step(self, x, y):
         """One step on a prepared batch: forward, loss, backward, update. Returns (loss, y_pred)."""
         flat = self._ensure_flat()
-        flat.grads.fill(0)
-        fuse = self._fuse
-        out, backward = self._forward(x, True, fuse)
-        if fuse:
-            loss, dout, y_pred = self.loss.value_and_grad_from_logits(y, out)
+        stack = self._dense_stack(flat)
+        step = stack.train_gradients(self, x, y) if stack is not None else None
+        if step is not None:
+            # One kernel call computed the loss and wrote every gradient (no zeroing needed).
+            loss, y_pred = step
+            regularized = stack.regularized
         else:
-            loss, dout = self.loss.value_and_grad(y, out)
-            y_pred = out
-        backward(dout)
-        for layer in self._regularized:
+            flat.grads.fill(0)
+            fuse = self._fuse
+            out, backward = self._forward(x, True, fuse)
+            if fuse:
+                loss, dout, y_pred = self.loss.value_and_grad_from_logits(y, out)
+            else:
+                loss, dout = self.loss.value_and_grad(y, out)
+                y_pred = out
+            backward(dout)
+            regularized = self._regularized
+        for layer in regularized:
             loss += layer.regularization_step()
         if not math.isfinite(loss):
             raise TrainingError(
@@ -262,6 +270,16 @@ class BaseModel:
     @property
     def _regularized(self):
         return [layer for layer in self.layers if layer.regularizers]
+
+    # ------------------------------------------------------------------ fused paths
+    def _dense_stack(self, flat):
+        """The fused runner of a model that is a plain stack of Dense layers (see
+        ``nnjit.models.sequential``), or None: the layer-by-layer path applies."""
+        return None
+
+    def _inference_stack(self, x):
+        """The fused runner when ``x`` can be given to it as it is, else None."""
+        return None
 
     # ------------------------------------------------------------------ public loops
     def train_on_batch(self, x, y):
@@ -460,7 +478,17 @@ class BaseModel:
     def predict(self, x, batch_size=32, verbose=0):
         """Outputs for ``x``, computed in batches of ``batch_size`` (inference mode)."""
         batch_size = check_int(batch_size, "batch_size", "predict", 1)
+        stack = self._inference_stack(x)
+        if stack is not None:
+            y = stack.predict(x, batch_size)
+            if y is not None:
+                return y
+            # x holds NaN or infinity: the checks below say where.
         x = self._prepare_x(x, "x", "predict")
+        stack = self._inference_stack(x)
+        y = stack.predict(x, batch_size) if stack is not None else None
+        if y is not None:
+            return y
         n = x.shape[0]
         if n <= batch_size:
             return self._forward(x, False, False)[0]
@@ -469,7 +497,17 @@ class BaseModel:
 
     def __call__(self, x, training=False):
         """Forward on an array (inference unless ``training=True``); returns the output."""
+        if not training:
+            stack = self._inference_stack(x)
+            if stack is not None:
+                y = stack.predict(x, x.shape[0])
+                if y is not None:
+                    return y
         x = self._prepare_x(x, "x", self.name)
+        stack = None if training else self._inference_stack(x)
+        y = stack.predict(x, x.shape[0]) if stack is not None else None
+        if y is not None:
+            return y
         return self._forward(x, bool(training), False)[0]
 
     # ------------------------------------------------------------------ profiling

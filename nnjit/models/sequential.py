@@ -1,9 +1,221 @@
-"""Sequential: a plain stack of layers, each feeding the next."""
+"""Sequential: a plain stack of layers, each feeding the next.
+
+A Sequential model that is a plain stack of Dense layers (the common MLP) runs its
+training step and its inference through the fused kernels of ``nnjit.kernels.mlp``:
+one kernel call for forward, loss and backward of the whole stack, and one for
+inference, instead of a few calls per layer.  ``_DenseStack`` decides when that
+applies and keeps what the kernels need between calls; every other model, and every
+step the fused kernels do not cover, takes the layer-by-layer path.
+"""
 from __future__ import annotations
 
+import numpy as np
+
+from .. import losses as losses_module
+from .. import runtime
+from ..kernels import mlp as mlp_kernels
+from ..kernels.activations import CODES
 from ..layers.base import Layer
+from ..layers.core import Dense
 from ..layers.input import InputLayer, SymbolicTensor
 from .engine import BaseModel
+
+_LINEAR = CODES["linear"]
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Relative cost of one multiply-add of a training step (forward, input gradient and weight
+# gradient: three products) and of inference, in the work units of runtime.blocks_for.
+_TRAIN_WORK = 3
+_INFER_WORK = 1
+
+
+def _loss_kernel_code(loss, fused):
+    """(loss code of nnjit.kernels.mlp, Huber's delta) for the built-in losses, or None.
+
+    ``fused``: the loss absorbs the last layer's softmax or sigmoid (the model computes
+    logits).  Subclasses may override value_and_grad, so only the exact classes qualify.
+    """
+    kind = type(loss)
+    if kind is losses_module.SparseCategoricalCrossentropy:
+        return (mlp_kernels.SOFTMAX_CE_SPARSE if fused or loss.from_logits else mlp_kernels.CE_PROBS_SPARSE), 0.0
+    if kind is losses_module.CategoricalCrossentropy:
+        return (mlp_kernels.SOFTMAX_CE_DENSE if fused or loss.from_logits else mlp_kernels.CE_PROBS_DENSE), 0.0
+    if kind is losses_module.BinaryCrossentropy:
+        return (mlp_kernels.SIGMOID_BCE if fused or loss.from_logits else mlp_kernels.BCE), 0.0
+    if kind is losses_module.MeanSquaredError:
+        return mlp_kernels.MSE, 0.0
+    if kind is losses_module.MeanAbsoluteError:
+        return mlp_kernels.MAE, 0.0
+    if kind is losses_module.Huber:
+        return mlp_kernels.HUBER, float(loss.delta)
+    return None
+
+
+class _DenseStack:
+    """A plain stack of Dense layers run by the fused kernels of ``nnjit.kernels.mlp``.
+
+    Made for one set of flat parameter buffers (``_FlatParameters``): the layout table
+    holds offsets into them, so a new buffer (layers added or removed, weights replaced,
+    a new compile) means a new ``_DenseStack``.  What depends on the loss, the trainable
+    flags, the batch size or the thread count is cached and rebuilt when those change.
+    The workspaces are reused between calls: kernels hold the GIL, so calls never
+    overlap, and the arrays returned to the caller are always new.
+    """
+
+    @classmethod
+    def create(cls, layers, flat):
+        """A _DenseStack for ``layers`` over ``flat``, or None when the fused kernels do not
+        cover the model: another layer type, an input that is not (batch, features),
+        mixed dtypes."""
+        if not layers or flat.dtype not in _FLOAT_DTYPES:
+            return None
+        width = None
+        for layer in layers:
+            if type(layer) is not Dense or not layer.built or "forward" in layer.__dict__:
+                return None
+            if layer.input_shape is None or len(layer.input_shape) != 1:
+                return None
+            keys = set(layer.params)
+            if keys != ({"kernel", "bias"} if layer.use_bias else {"kernel"}):
+                return None
+            kernel = layer.params["kernel"]
+            if kernel.ndim != 2 or kernel.dtype != flat.dtype or (width is not None and kernel.shape[0] != width):
+                return None
+            if layer.use_bias and (layer.params["bias"].shape != (kernel.shape[1],)
+                                   or layer.params["bias"].dtype != flat.dtype):
+                return None
+            width = kernel.shape[1]
+        return cls(layers, flat)
+
+    def __init__(self, layers, flat):
+        self.layers = list(layers)
+        self.flat = flat
+        self.dtype = flat.dtype
+        start = {(id(layer), key): begin for layer, key, begin, _, _, _ in flat.entries}
+        rows = []
+        for layer in self.layers:
+            k, m = layer.params["kernel"].shape
+            bias = start[(id(layer), "bias")] if layer.use_bias else -1
+            rows.append([k, m, start[(id(layer), "kernel")], bias, layer._code, 0, 0, 0])
+        self.layout = np.array(rows, dtype=np.int64).reshape(-1, mlp_kernels.LAYOUT_WIDTH)
+        self.n_in = int(self.layout[0, mlp_kernels.FAN_IN])
+        self.classes = int(self.layout[-1, mlp_kernels.FAN_OUT])
+        self.macs_per_row = int((self.layout[:, mlp_kernels.FAN_IN] * self.layout[:, mlp_kernels.FAN_OUT]).sum())
+        self.regularized = [layer for layer in self.layers if layer.regularizers]
+        self._no_labels = np.zeros(0, dtype=np.int64)
+        self._no_targets = np.zeros((0, 0), dtype=self.dtype)
+        self._train_key = None
+        self._train = None      # (layout, loss code, delta, fused, sparse)
+        self._train_rows = -1   # batch size the training workspace is laid out for
+        self._train_work = None
+        self._train_tail = 0
+        self._infer_key = None
+        self._infer = None      # (workspace, column blocks, row blocks)
+
+    # ----------------------------------------------------------------- training
+    def _training(self, model):
+        trainable = [layer.trainable for layer in self.layers]
+        key = (model.loss, model._fuse, trainable)
+        if self._train_key is not None and self._train_key[0] is key[0] and self._train_key[1:] == key[1:]:
+            return self._train
+        self._train_key = key
+        self._train_rows = -1
+        code = _loss_kernel_code(model.loss, model._fuse)
+        if code is None:
+            self._train = None
+            return None
+        layout = self.layout.copy()
+        if model._fuse:
+            layout[-1, mlp_kernels.ACTIVATION] = _LINEAR
+        first = next((i for i, t in enumerate(trainable) if t), len(trainable))
+        for i, t in enumerate(trainable):
+            layout[i, mlp_kernels.NEED_DW] = int(t)
+            layout[i, mlp_kernels.NEED_DZ] = int(i >= first)
+            layout[i, mlp_kernels.NEED_DX] = int(i > first)
+        self._train = (layout, code[0], code[1], bool(model._fuse), code[0] in mlp_kernels.SPARSE_LOSSES)
+        return self._train
+
+    def train_gradients(self, model, x, y):
+        """Loss and gradients of one training step in one kernel call.
+
+        ``x``, ``y``: a batch prepared by the model (``y`` as the loss's
+        ``prepare_targets`` returns it).  Writes the gradients into the flat gradient
+        buffer and returns (mean loss, predictions as the layer-by-layer path gives them),
+        or None when this batch or this loss needs the layer-by-layer path."""
+        if (x.ndim != 2 or x.dtype != self.dtype or x.shape[1] != self.n_in
+                or not x.flags.c_contiguous or x.shape[0] == 0):
+            return None
+        train = self._training(model)
+        if train is None:
+            return None
+        layout, code, delta, fused, sparse = train
+        n = x.shape[0]
+        c = self.classes
+        if sparse:
+            labels = y
+            if labels.dtype != np.int64 or labels.ndim != 1 or not labels.flags.c_contiguous:
+                labels = np.ascontiguousarray(labels.reshape(-1), dtype=np.int64)
+            if labels.shape[0] != n:
+                return None
+            targets = self._no_targets
+        else:
+            if y.size != n * c:
+                return None
+            targets = y.reshape(n, c)
+            if targets.dtype != self.dtype or not targets.flags.c_contiguous:
+                targets = np.ascontiguousarray(targets, dtype=self.dtype)
+            labels = self._no_labels
+        if n != self._train_rows:
+            size = int(mlp_kernels.workspace_size(layout, n, True))
+            if self._train_work is None or self._train_work.shape[0] < size + n * c:
+                self._train_work = np.empty(size + n * c, dtype=self.dtype)
+            self._train_tail = size
+            self._train_rows = n
+        work = self._train_work
+        tail = work[self._train_tail:self._train_tail + n * c].reshape(n, c)
+        y_pred = np.empty((n, c), dtype=self.dtype)
+        # With a fused softmax / sigmoid the predictions are the probabilities and the
+        # logits stay in the workspace; otherwise the predictions are the output itself.
+        out, probs = (tail, y_pred) if fused else (y_pred, tail)
+        nblocks = runtime.blocks_for(_TRAIN_WORK * n * self.macs_per_row)
+        loss = mlp_kernels.mlp_train_step(x, labels, targets, self.flat.params, self.flat.grads, layout, work,
+                                          out, probs, code, delta, nblocks)
+        return loss, y_pred
+
+    # ---------------------------------------------------------------- inference
+    def _inference(self, rows):
+        threads = runtime.get_num_threads()
+        key = (rows, threads)
+        if key == self._infer_key:
+            return self._infer
+        layout = self.layout
+        work = np.empty(int(mlp_kernels.workspace_size(layout, rows, False)), dtype=self.dtype)
+        macs = layout[:, mlp_kernels.FAN_IN] * layout[:, mlp_kernels.FAN_OUT]
+        col_blocks = np.array([runtime.blocks_for(_INFER_WORK * rows * int(m)) for m in macs], dtype=np.int64)
+        nblocks = runtime.blocks_for(_INFER_WORK * rows * self.macs_per_row)
+        self._infer_key = key
+        self._infer = (work, col_blocks, nblocks)
+        return self._infer
+
+    def predict(self, x, batch_size):
+        """Outputs for x (C-contiguous, the model's dtype, (N, features)) in calls of at
+        most ``batch_size`` rows; None when x holds NaN or infinity."""
+        n = x.shape[0]
+        rows = min(n, batch_size)
+        work, col_blocks, nblocks = self._inference(rows)
+        out = np.empty((n, self.classes), dtype=self.dtype)
+        params = self.flat.params
+        layout = self.layout
+        forward = mlp_kernels.mlp_forward
+        if n <= batch_size:
+            return out if forward(x, params, layout, work, out, col_blocks, nblocks) else None
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            if stop - start != rows:  # the last, shorter batch
+                work, col_blocks, nblocks = self._inference(stop - start)
+            if not forward(x[start:stop], params, layout, work, out[start:stop], col_blocks, nblocks):
+                return None
+        return out
 
 
 class Sequential(BaseModel):
@@ -21,6 +233,7 @@ class Sequential(BaseModel):
         super().__init__(name=name or "sequential")
         self._input = None  # the InputLayer, once the input shape is known
         self._stack: list[Layer] = []
+        self._stack_runner = None  # (flat buffers, _DenseStack or None)
         for layer in layers or []:
             self.add(layer)
 
@@ -110,6 +323,36 @@ class Sequential(BaseModel):
             return dy if need_input_grad else None
 
         return h, backward
+
+    # When False, every step and every prediction takes the layer-by-layer path.
+    fuse_dense_stack = True
+
+    def _dense_stack(self, flat):
+        if not self.fuse_dense_stack:
+            return None
+        cached = self._stack_runner
+        if cached is not None and cached[0] is flat:
+            return cached[1]
+        runner = _DenseStack.create(self._stack, flat)
+        self._stack_runner = (flat, runner)
+        return runner
+
+    def _inference_stack(self, x):
+        if (type(x) is not np.ndarray or x.ndim != 2 or x.shape[0] == 0 or not x.flags.c_contiguous
+                or not self.fuse_dense_stack or self._input is None):
+            return None
+        stack = self._stack
+        flat = self._flat
+        if flat is None or not flat.still_bound(stack):
+            if not stack or not all(layer.built for layer in stack):
+                return None
+            flat = self._ensure_flat()
+        runner = self._dense_stack(flat)
+        if runner is None or x.dtype != runner.dtype or x.shape[1] != runner.n_in:
+            return None
+        if x.dtype != runtime.floatx_dtype():  # the layer-by-layer path converts x first
+            return None
+        return runner
 
     def _summary_layers(self):
         return self._stack

@@ -1,0 +1,333 @@
+"""Fused kernels for a plain stack of dense layers (a multi-layer perceptron).
+
+A training step of a small MLP is a few microseconds of arithmetic; run layer by layer
+it pays a kernel dispatch, a thread launch and a few Python calls per layer and per
+direction, which costs more than the arithmetic.  ``mlp_train_step`` runs forward,
+loss and backward of the whole stack in one call, and ``mlp_forward`` runs inference.
+
+How a training step is split:
+
+1. Forward, the loss gradient with respect to the output and the chain of input
+   gradients (dz of every layer) are independent per row of the batch, so one pass
+   over row blocks (one block per thread) runs all layers forward, the loss and all
+   layers backward while a block's activations are still in cache.
+2. The weight gradients dW_l = h_{l-1}^T @ dz_l sum over the whole batch.  A second
+   pass splits each layer's kernel by rows (and its bias by columns) across threads,
+   so that every thread writes its own part and no reduction buffers are needed.
+
+``nblocks == 1`` runs both passes serially, without a thread launch.
+
+Every kernel compiles for one signature whatever the depth of the stack: the weights
+are taken from the model's flat parameter buffer, described by an int64 layout table
+with one row per layer (columns below), and every intermediate array is a view into
+one flat workspace the caller allocates (``workspace_size``).
+
+Layout table columns (``LAYOUT_WIDTH`` of them):
+
+- ``FAN_IN``, ``FAN_OUT``: the kernel's shape (K, M);
+- ``W_OFFSET``: where the kernel starts in the flat buffers (row-major, K * M values);
+- ``B_OFFSET``: where the bias starts, -1 for a layer without bias;
+- ``ACTIVATION``: activation code (``nnjit.kernels.activations``); the caller puts
+  LINEAR on the last layer when the loss absorbs its softmax or sigmoid;
+- ``NEED_DW``: 1 to compute the layer's gradients (0 for a frozen layer: its gradients
+  are set to zero, as a model zeroes all gradients before a step);
+- ``NEED_DZ``: 1 when the layer's output gradient is needed (the layer or one below
+  it trains);
+- ``NEED_DX``: 1 when the gradient of the layer's input is needed (a layer below trains;
+  never for the first layer).
+
+Loss codes (``loss_code``): SOFTMAX_CE_SPARSE and SOFTMAX_CE_DENSE (softmax and
+cross-entropy from logits against labels or one-hot / soft targets),
+CE_PROBS_SPARSE and CE_PROBS_DENSE (cross-entropy on probabilities), and the
+elementwise MSE, MAE, HUBER, SIGMOID_BCE (sigmoid + binary cross-entropy from logits)
+and BCE (binary cross-entropy on probabilities).  They reuse the row and element
+helpers of ``nnjit.kernels.losses``, so values and gradients follow the same rules
+(float64 accumulation, clipping, NaN for a label out of range).  The mean of the
+cross-entropies is over rows; of the elementwise losses over all elements.  Row losses
+are summed in a fixed order whatever ``nblocks`` (BLAS may still round the products of
+another block of rows differently in the last bits).
+"""
+import numpy as np
+from numba import njit, prange
+
+from . import losses as _losses
+from .activations import GELU, LINEAR, SOFTMAX, SWISH, activation_grad_rows, block_bounds
+from .blas import GEMV_MAX_ROWS, gemm
+from .dense import _dense_forward_cols, _dense_forward_rows
+from .losses import (_ce_probs_dense_rows, _ce_probs_sparse_rows, _elementwise_chunk, _softmax_ce_dense_rows,
+                     _softmax_ce_sparse_rows)
+
+FAN_IN, FAN_OUT, W_OFFSET, B_OFFSET, ACTIVATION, NEED_DW, NEED_DZ, NEED_DX = range(8)
+LAYOUT_WIDTH = 8
+
+SOFTMAX_CE_SPARSE, SOFTMAX_CE_DENSE, CE_PROBS_SPARSE, CE_PROBS_DENSE, MSE, MAE, HUBER, SIGMOID_BCE, BCE = range(9)
+SPARSE_LOSSES = frozenset({SOFTMAX_CE_SPARSE, CE_PROBS_SPARSE})
+# The elementwise codes, minus MSE, are those of nnjit.kernels.losses.
+assert (MAE - MSE, HUBER - MSE, SIGMOID_BCE - MSE, BCE - MSE) == (
+    _losses.MAE, _losses.HUBER, _losses.SIGMOID_BCE, _losses.BCE) and _losses.MSE == 0
+
+# Columns of the workspace offset table: a layer's output, its pre-activation (kept for
+# gelu and swish in training) and its output gradient; -1 where a layer has none.
+_H, _Z, _D = range(3)
+
+
+@njit(cache=True)
+def _offsets(layout, n, training):
+    """Offsets of each layer's arrays in the workspace for a batch of n rows, and the
+    workspace size.  The last layer's output is the caller's ``out`` array."""
+    nl = layout.shape[0]
+    offs = np.full((nl, 3), -1, dtype=np.int64)
+    pos = np.int64(0)
+    for l in range(nl):
+        size = n * layout[l, FAN_OUT]
+        if l < nl - 1:
+            offs[l, _H] = pos
+            pos += size
+        code = layout[l, ACTIVATION]
+        if training and (code == GELU or code == SWISH):
+            offs[l, _Z] = pos
+            pos += size
+        if training and (layout[l, NEED_DZ] != 0 or l == nl - 1):
+            offs[l, _D] = pos
+            pos += size
+    return offs, pos
+
+
+@njit(cache=True)
+def workspace_size(layout, n, training):
+    """Elements of workspace that ``mlp_train_step`` (training) or ``mlp_forward`` needs
+    for a batch of n rows."""
+    return _offsets(layout, n, training)[1]
+
+
+@njit(cache=True)
+def _layer(x, params, layout, offs, work, out, l):
+    """Views of layer l: (input, kernel, bias, output, pre-activation)."""
+    n = x.shape[0]
+    nl = layout.shape[0]
+    k = layout[l, FAN_IN]
+    m = layout[l, FAN_OUT]
+    wo = layout[l, W_OFFSET]
+    w = params[wo:wo + k * m].reshape((k, m))
+    bo = layout[l, B_OFFSET]
+    b = params[bo:bo + m] if bo >= 0 else params[:0]
+    if l == 0:
+        h_in = x
+    else:
+        ho = offs[l - 1, _H]
+        h_in = work[ho:ho + n * k].reshape((n, k))
+    if l == nl - 1:
+        h_out = out
+    else:
+        ho = offs[l, _H]
+        h_out = work[ho:ho + n * m].reshape((n, m))
+    zo = offs[l, _Z]
+    if zo >= 0:
+        z = work[zo:zo + n * m].reshape((n, m))
+    else:
+        z = work[:0].reshape((0, m))
+    return h_in, w, b, h_out, z
+
+
+@njit(cache=True)
+def _grad_view(work, offs, l, n, m):
+    do = offs[l, _D]
+    return work[do:do + n * m].reshape((n, m))
+
+
+@njit(cache=True)
+def _forward_rows(x, params, layout, offs, work, out, i0, i1):
+    for l in range(layout.shape[0]):
+        h_in, w, b, h_out, z = _layer(x, params, layout, offs, work, out, l)
+        _dense_forward_rows(h_in, w, b, layout[l, ACTIVATION], h_out, z, i0, i1)
+
+
+@njit(cache=True)
+def _loss_rows(out, probs, dout, labels, targets, loss_code, delta, row_loss, i0, i1):
+    """Loss of rows i0..i1 into row_loss and its gradient with respect to ``out`` into
+    ``dout`` (already divided by the count the mean is over)."""
+    n, c = out.shape
+    if loss_code == SOFTMAX_CE_SPARSE:
+        _softmax_ce_sparse_rows(out, labels, probs, dout, row_loss, 1.0 / n, i0, i1)
+    elif loss_code == SOFTMAX_CE_DENSE:
+        _softmax_ce_dense_rows(out, targets, probs, dout, row_loss, 1.0 / n, i0, i1)
+    elif loss_code == CE_PROBS_SPARSE:
+        _ce_probs_sparse_rows(out, labels, dout, row_loss, 1.0 / n, i0, i1)
+    elif loss_code == CE_PROBS_DENSE:
+        _ce_probs_dense_rows(out, targets, dout, row_loss, 1.0 / n, i0, i1)
+    else:
+        size = n * c
+        flat_out = out.reshape(size)
+        flat_t = targets.reshape(size)
+        flat_d = dout.reshape(size)
+        flat_p = probs.reshape(size)
+        inv = 1.0 / size
+        code = loss_code - MSE
+        for i in range(i0, i1):
+            row_loss[i] = _elementwise_chunk(flat_out, flat_t, code, delta, flat_d, flat_p, inv, i * c, (i + 1) * c)
+
+
+@njit(cache=True)
+def _backward_rows(x, params, layout, offs, work, out, i0, i1):
+    """The chain of output gradients, last layer first, for rows i0..i1: each layer's
+    gradient buffer holds dL/d(output) on entry and dL/d(pre-activation) on exit."""
+    n = x.shape[0]
+    for l in range(layout.shape[0] - 1, -1, -1):
+        if layout[l, NEED_DZ] == 0:
+            break
+        h_in, w, b, h_out, z = _layer(x, params, layout, offs, work, out, l)
+        m = w.shape[1]
+        d = _grad_view(work, offs, l, n, m)
+        code = layout[l, ACTIVATION]
+        if code != LINEAR:
+            # In place: every activation's gradient reads dy[i, j] before writing dz[i, j]
+            # (softmax reads the whole row for its dot product first).
+            activation_grad_rows(d, h_out, z, code, d, i0, i1)
+        if layout[l, NEED_DX] != 0:
+            d_in = _grad_view(work, offs, l - 1, n, w.shape[0])
+            gemm(d[i0:i1], w, d_in[i0:i1], False, True)
+
+
+@njit(cache=True)
+def _train_rows(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss, i0, i1):
+    _forward_rows(x, params, layout, offs, work, out, i0, i1)
+    n, c = out.shape
+    dout = _grad_view(work, offs, layout.shape[0] - 1, n, c)
+    _loss_rows(out, probs, dout, labels, targets, loss_code, delta, row_loss, i0, i1)
+    _backward_rows(x, params, layout, offs, work, out, i0, i1)
+
+
+@njit(cache=True)
+def _weight_grads_block(x, params, grads, layout, offs, work, out, t, nb):
+    """Block t of nb of every layer's gradients: kernel rows and bias columns split
+    evenly, overwritten (the step's gradient, not accumulated)."""
+    n = x.shape[0]
+    for l in range(layout.shape[0]):
+        k = layout[l, FAN_IN]
+        m = layout[l, FAN_OUT]
+        k0, k1 = block_bounds(t, nb, k)
+        j0, j1 = block_bounds(t, nb, m)
+        wo = layout[l, W_OFFSET]
+        bo = layout[l, B_OFFSET]
+        dw = grads[wo:wo + k * m].reshape((k, m))
+        db = grads[bo + j0:bo + j1] if bo >= 0 else grads[:0]
+        if layout[l, NEED_DW] == 0:
+            dw[k0:k1] = 0.0
+            db[:] = 0.0
+            continue
+        h_in, w, b, h_out, z = _layer(x, params, layout, offs, work, out, l)
+        d = _grad_view(work, offs, l, n, m)
+        if k1 > k0:
+            # dw[k0:k1] = h_in[:, k0:k1].T @ d: BLAS reads the column slice in place.
+            gemm(h_in[:, k0:k1], d, dw[k0:k1], True, False, 1.0, 0.0)
+        if db.shape[0] > 0:
+            db[:] = 0.0
+            for i in range(n):
+                row = d[i, j0:j1]
+                for j in range(db.shape[0]):
+                    db[j] += row[j]
+
+
+@njit(cache=True, parallel=True)
+def mlp_train_step(x, labels, targets, params, grads, layout, work, out, probs, loss_code, delta, nblocks):
+    """Forward, loss and backward of a stack of dense layers in one call.
+
+    x: (N, K0) C-contiguous input; labels: (N,) int64 for the sparse losses, else (0,);
+    targets: (N, C) in the dtype of x for the other losses, else (0, 0); params, grads:
+    the flat parameter and gradient buffers (1-D, dtype of x); layout: (L,
+    LAYOUT_WIDTH) int64 table (module docstring); work: at least
+    ``workspace_size(layout, N, True)`` elements; out: (N, C), receives the last
+    layer's output (the logits when the loss absorbs the final activation); probs:
+    (N, C), receives the softmax / sigmoid for the losses that compute one (anything
+    else leaves it untouched); loss_code: a loss code; delta: Huber's delta.
+
+    Writes the gradient of the mean loss into ``grads`` for every layer with NEED_DW
+    (overwriting it; zero for frozen layers) and returns the mean loss (float64).
+    """
+    n = x.shape[0]
+    c = out.shape[1]
+    if n == 0:
+        return np.nan
+    offs, _ = _offsets(layout, n, True)
+    row_loss = np.empty(n, dtype=np.float64)
+    nb = max(1, min(n, nblocks))
+    if nb == 1:
+        _train_rows(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                    *block_bounds(0, 1, n))
+        _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
+    else:
+        for t in prange(nb):
+            _train_rows(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                        *block_bounds(t, nb, n))
+        for t in prange(nb):
+            _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(t), np.int64(nb))
+    total = 0.0
+    for i in range(n):
+        total += row_loss[i]
+    if loss_code >= MSE:
+        return total * (1.0 / (n * c))
+    return total * (1.0 / n)
+
+
+@njit(cache=True)
+def _all_finite(x):
+    """True when no element of the C-contiguous array x is NaN or infinite.  v * 0 is 0
+    for a finite v and NaN otherwise; eight independent sums keep the loop fast without
+    letting LLVM reorder float additions."""
+    f = x.reshape(x.size)
+    n = f.shape[0]
+    n8 = n - n % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for i in range(0, n8, 8):
+        s0 += f[i] * 0.0
+        s1 += f[i + 1] * 0.0
+        s2 += f[i + 2] * 0.0
+        s3 += f[i + 3] * 0.0
+        s4 += f[i + 4] * 0.0
+        s5 += f[i + 5] * 0.0
+        s6 += f[i + 6] * 0.0
+        s7 += f[i + 7] * 0.0
+    for i in range(n8, n):
+        s0 += f[i] * 0.0
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    return s == 0.0
+
+
+@njit(cache=True, parallel=True)
+def mlp_forward(x, params, layout, work, out, col_blocks, nblocks):
+    """Inference through a stack of dense layers in one call.
+
+    x: (N, K0) C-contiguous; params, layout as for ``mlp_train_step`` (only the first
+    five columns of the layout are read); work: at least ``workspace_size(layout, N,
+    False)`` elements; out: (N, C), receives the output.
+
+    More than GEMV_MAX_ROWS rows: the batch is split into ``nblocks`` row blocks, each
+    running the whole stack.  A few rows (single samples): each layer's output columns
+    are split into ``col_blocks[l]`` blocks across threads (1: serial), because then the
+    work is reading the kernels.
+
+    Returns False, without computing anything, when x holds NaN or infinity.
+    """
+    if not _all_finite(x):
+        return False
+    n = x.shape[0]
+    offs, _ = _offsets(layout, n, False)
+    if n <= GEMV_MAX_ROWS:
+        for l in range(layout.shape[0]):
+            h_in, w, b, h_out, z = _layer(x, params, layout, offs, work, out, l)
+            code = layout[l, ACTIVATION]
+            cb = col_blocks[l]
+            if cb > 1 and code != SOFTMAX:
+                m = w.shape[1]
+                for t in prange(cb):
+                    _dense_forward_cols(h_in, w, b, code, h_out, z, *block_bounds(t, cb, m))
+            else:
+                _dense_forward_rows(h_in, w, b, code, h_out, z, *block_bounds(0, 1, n))
+        return True
+    nb = max(1, min(n, nblocks))
+    if nb == 1:
+        _forward_rows(x, params, layout, offs, work, out, *block_bounds(0, 1, n))
+    else:
+        for t in prange(nb):
+            _forward_rows(x, params, layout, offs, work, out, *block_bounds(t, nb, n))
+    return True
