@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nnjit.kernels.activations import CODES
-from nnjit.kernels.conv import col2im, conv2d_backward, conv2d_forward, im2col
+from nnjit.kernels.conv import DIRECT_MAX_TAPS, col2im, conv2d_backward, conv2d_forward, im2col
 
 from test_activation_kernels import reference
 
@@ -162,11 +162,13 @@ def _check_case(x, w, b, stride, dilation, padding, groups, name, nblocks, use_b
 
 
 # (groups, C, F): channel counts chosen so that both the im2col + GEMM path and the direct
-# path (few taps per output) run ungrouped and grouped; "depthwise" is groups == C.
+# path (at most DIRECT_MAX_TAPS taps per output) run ungrouped and grouped for the 3x2 and
+# 3x3 kernels below; "depthwise" is groups == C (with two filters per channel).
+_MANY = DIRECT_MAX_TAPS // 6 + 1  # channels per group that make a 3x2 kernel take the GEMM path
 CHANNELS = {
-    "gemm": (1, 4, 5),
+    "gemm": (1, _MANY, 5),
     "direct": (1, 1, 3),
-    "groups2-gemm": (2, 6, 4),
+    "groups2-gemm": (2, 2 * _MANY, 4),
     "groups2-direct": (2, 4, 6),
     "depthwise": (4, 4, 8),
 }
@@ -185,6 +187,18 @@ def test_forward_backward_match_reference(stride, padding, dilation, channels):
         for name in ("linear", "relu", "gelu", "softmax"):
             for nblocks in (1, 2):
                 _check_case(x, w, b, stride, dilation, padding, groups, name, nblocks, use_bias)
+
+
+@pytest.mark.parametrize("channels", sorted(CHANNELS))
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 2), (1, 2)])
+@pytest.mark.parametrize("padding", ["valid", "same", 2])
+def test_3x3_stride_1(padding, dilation, channels):
+    """The common 3x3 stride-1 case, which the direct path computes nine taps per pass."""
+    groups, c, f = CHANNELS[channels]
+    x, w, b = _problem(3, c, 8, 7, f, c // groups, 3, 3, seed=5)
+    for nblocks in (1, 2):
+        _check_case(x, w, b, (1, 1), dilation, padding, groups, "relu", nblocks, True)
+        _check_case(x, w, b, (1, 1), dilation, padding, groups, "gelu", nblocks, False)
 
 
 @pytest.mark.parametrize("name", sorted(CODES))
@@ -217,10 +231,9 @@ def test_large_images_one_per_gemm(channels):
         _check_case(x, w, b, (1, 1), (1, 1), "same", groups, "relu", nblocks, True)
 
 
-@pytest.mark.parametrize("channels", ["gemm", "direct"])
-def test_float32(channels):
-    groups, c, f = CHANNELS[channels]
-    c, f = c * 8, f * 4
+@pytest.mark.parametrize("c, f, groups", [(16, 40, 1), (3, 32, 1), (24, 24, 24)])
+def test_float32(c, f, groups):
+    """float32 on im2col + GEMM, direct (27 taps) and depthwise shapes, against float64."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((9, c, 17, 15)).astype(np.float32)
     w = (rng.standard_normal((f, c // groups, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
@@ -316,8 +329,9 @@ def test_backward_flags_skip_work(channels):
         assert not dw2.any() and not db2.any()
 
 
-def test_serial_and_parallel_paths_agree():
-    x, w, b = _problem(7, 5, 9, 10, 6, 5, 3, 3, seed=9)
+@pytest.mark.parametrize("c", [5, 2])
+def test_serial_and_parallel_paths_agree(c):
+    x, w, b = _problem(7, c, 9, 10, 6, c, 3, 3, seed=9)
     geometry = _geometry(9, 10, 3, 3, (1, 1), (1, 1), "same")
     code = CODES["gelu"]
     outs = []
