@@ -138,25 +138,22 @@ def max_pool2d_forward(x, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
 
 
 @njit(cache=True)
-def _max_unpool_planes(dy, argmax, dx, p0, p1):
+def _max_unpool_planes(dy, argmax, dx_flat, plane_size, p0, p1):
     channels = dy.shape[1]
     out_h, out_w = dy.shape[2], dy.shape[3]
-    plane_size = dx.shape[2] * dx.shape[3]
+    # Zero the block's planes in one contiguous run (spread over the threads instead of
+    # a serial np.zeros), then scatter into them while they are still in cache.
+    for k in range(p0 * plane_size, p1 * plane_size):
+        dx_flat[k] = 0.0
     for p in range(p0, p1):
         n = p // channels
         c = p - n * channels
-        # Zero and scatter one plane at a time, so the scatter writes into cache and
-        # the zeroing is spread over the threads instead of one serial np.zeros.
-        dxp = dx[n, c].reshape(plane_size)
-        for k in range(plane_size):
-            dxp[k] = 0.0
-        dyp = dy[n, c]
-        ap = argmax[n, c]
+        base = p * plane_size
         for i in range(out_h):
             for j in range(out_w):
-                k = ap[i, j]
+                k = argmax[n, c, i, j]
                 if k >= 0:
-                    dxp[k] += dyp[i, j]
+                    dx_flat[base + k] += dy[n, c, i, j]
 
 
 @njit(cache=True, parallel=True)
@@ -169,13 +166,15 @@ def max_pool2d_backward(dy, argmax, in_h, in_w, nblocks):
     """
     n, c = dy.shape[0], dy.shape[1]
     dx = np.empty((n, c, in_h, in_w), dtype=dy.dtype)
+    dx_flat = dx.reshape(dx.size)
+    plane_size = in_h * in_w
     planes = n * c
     nb = max(1, min(planes, nblocks))
     if nb == 1:
-        _max_unpool_planes(dy, argmax, dx, *block_bounds(0, 1, planes))
+        _max_unpool_planes(dy, argmax, dx_flat, plane_size, *block_bounds(0, 1, planes))
     else:
         for t in prange(nb):
-            _max_unpool_planes(dy, argmax, dx, *block_bounds(t, nb, planes))
+            _max_unpool_planes(dy, argmax, dx_flat, plane_size, *block_bounds(t, nb, planes))
     return dx
 
 
@@ -295,17 +294,18 @@ def _avg_unpool_plane_2x2(dyp, dxp):
 
 
 @njit(cache=True)
-def _avg_unpool_planes(dy, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, p0, p1):
+def _avg_unpool_planes(dy, dx, dx_flat, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left, p0, p1):
     channels = dy.shape[1]
     fast = _is_2x2_stride_2(pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     out_h, out_w = dy.shape[2], dy.shape[3]
     plane_size = dx.shape[2] * dx.shape[3]
+    # Positions no window covers (rows and columns that "valid" drops) must read 0,
+    # and overlapping windows accumulate: zero the block's planes in one run first.
+    for k in range(p0 * plane_size, p1 * plane_size):
+        dx_flat[k] = 0.0
     for p in range(p0, p1):
         n = p // channels
         c = p - n * channels
-        flat = dx[n, c].reshape(plane_size)
-        for k in range(plane_size):
-            flat[k] = 0.0
         if fast:
             _avg_unpool_plane_2x2(dy[n, c], dx[n, c])
         else:
@@ -324,14 +324,15 @@ def avg_pool2d_backward(dy, in_h, in_w, pool_h, pool_w, stride_h, stride_w, pad_
     """
     n, c = dy.shape[0], dy.shape[1]
     dx = np.empty((n, c, in_h, in_w), dtype=dy.dtype)
+    dx_flat = dx.reshape(dx.size)
     planes = n * c
     nb = max(1, min(planes, nblocks))
     if nb == 1:
-        _avg_unpool_planes(dy, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+        _avg_unpool_planes(dy, dx, dx_flat, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                            *block_bounds(0, 1, planes))
     else:
         for t in prange(nb):
-            _avg_unpool_planes(dy, dx, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
+            _avg_unpool_planes(dy, dx, dx_flat, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
                                *block_bounds(t, nb, planes))
     return dx
 
@@ -387,16 +388,14 @@ def global_avg_pool2d_forward(x, nblocks):
 
 
 @njit(cache=True)
-def _global_avg_unpool_planes(dy, dx, p0, p1):
+def _global_avg_unpool_planes(dy, dx_flat, plane_size, p0, p1):
     channels = dy.shape[1]
-    size = dx.shape[2] * dx.shape[3]
     for p in range(p0, p1):
         n = p // channels
         c = p - n * channels
-        g = dy[n, c] / size
-        flat = dx[n, c].reshape(size)
-        for k in range(size):
-            flat[k] = g
+        g = dy[n, c] / plane_size
+        for k in range(p * plane_size, (p + 1) * plane_size):
+            dx_flat[k] = g
 
 
 @njit(cache=True, parallel=True)
@@ -405,13 +404,14 @@ def global_avg_pool2d_backward(dy, in_h, in_w, nblocks):
     plane filled with dy / (in_h * in_w)."""
     n, c = dy.shape
     dx = np.empty((n, c, in_h, in_w), dtype=dy.dtype)
+    dx_flat = dx.reshape(dx.size)
     planes = n * c
     nb = max(1, min(planes, nblocks))
     if nb == 1:
-        _global_avg_unpool_planes(dy, dx, *block_bounds(0, 1, planes))
+        _global_avg_unpool_planes(dy, dx_flat, in_h * in_w, *block_bounds(0, 1, planes))
     else:
         for t in prange(nb):
-            _global_avg_unpool_planes(dy, dx, *block_bounds(t, nb, planes))
+            _global_avg_unpool_planes(dy, dx_flat, in_h * in_w, *block_bounds(t, nb, planes))
     return dx
 
 
