@@ -23,7 +23,7 @@ weight gradient of each block goes to its own buffer (block 0 straight into dw) 
 buffers are summed once at the end.  ``nblocks == 1`` runs the serial path, no thread launch.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from .activations import GELU, LINEAR, RELU, SOFTMAX, SWISH, activation_grad_rows, activation_rows, block_bounds
 from .blas import gemm
@@ -94,40 +94,48 @@ def _crop_image(dxp, pad_top, pad_left, hp, wp, dx, n):
 
 @njit(cache=True)
 def _im2col_image(xp, wp, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, col0):
-    """Columns col0 .. col0 + out_h * out_w of cols from one zero-padded image xp (C, hp * wp)."""
+    """Columns col0 .. col0 + out_h * out_w of cols from one zero-padded image xp (C, hp * wp).
+
+    Rows are short (out_w elements) and there are C * KH * KW * out_h of them, so the per-row
+    cost dominates: unsigned indices (no negative-index wrapping, no view per row) keep it low.
+    """
+    ow = uint64(out_w)
+    sw = uint64(stride_w)
     for c in range(xp.shape[0]):
-        src_c = xp[c]
+        src = xp[c]
         for i in range(kernel_h):
             for j in range(kernel_w):
                 row = cols[(c * kernel_h + i) * kernel_w + j]
                 for oh in range(out_h):
-                    src = src_c[(oh * stride_h + i * dil_h) * wp + j * dil_w:]
-                    dst = row[col0 + oh * out_w:col0 + (oh + 1) * out_w]
+                    s = uint64((oh * stride_h + i * dil_h) * wp + j * dil_w)
+                    d = uint64(col0 + oh * out_w)
                     if stride_w == 1:
-                        for q in range(out_w):
-                            dst[q] = src[q]
+                        for q in range(ow):
+                            row[d + q] = src[s + q]
                     else:
-                        for q in range(out_w):
-                            dst[q] = src[q * stride_w]
+                        for q in range(ow):
+                            row[d + q] = src[s + q * sw]
 
 
 @njit(cache=True)
 def _col2im_image(cols, col0, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w, dxp, wp):
     """Add columns col0 .. col0 + out_h * out_w of cols into the padded image gradient dxp."""
+    ow = uint64(out_w)
+    sw = uint64(stride_w)
     for c in range(dxp.shape[0]):
-        dst_c = dxp[c]
+        dst = dxp[c]
         for i in range(kernel_h):
             for j in range(kernel_w):
                 row = cols[(c * kernel_h + i) * kernel_w + j]
                 for oh in range(out_h):
-                    dst = dst_c[(oh * stride_h + i * dil_h) * wp + j * dil_w:]
-                    src = row[col0 + oh * out_w:col0 + (oh + 1) * out_w]
+                    d = uint64((oh * stride_h + i * dil_h) * wp + j * dil_w)
+                    s = uint64(col0 + oh * out_w)
                     if stride_w == 1:
-                        for q in range(out_w):
-                            dst[q] += src[q]
+                        for q in range(ow):
+                            dst[d + q] += row[s + q]
                     else:
-                        for q in range(out_w):
-                            dst[q * stride_w] += src[q]
+                        for q in range(ow):
+                            dst[d + q * sw] += row[s + q]
 
 
 @njit(cache=True)
