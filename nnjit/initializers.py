@@ -92,7 +92,31 @@ class RandomUniform(Initializer):
         return runtime.rng().uniform(self.minval, self.maxval, size=shape).astype(dtype)
 
 
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix times ``gain``: the recurrent kernels' default, because
+    repeated products with it neither blow up nor vanish.  A (U, G*U) recurrent kernel is
+    orthogonal per gate block, as in Keras."""
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, dtype):
+        if len(shape) < 2:
+            raise ValueError(f"orthogonal initializer: expected a shape with at least 2 axes. Received: shape={shape}")
+        rows, cols = shape[0], math.prod(shape[1:])
+        blocks = cols // rows if cols % rows == 0 and cols > rows else 1
+        width = cols // blocks
+        parts = []
+        for _ in range(blocks):
+            a = runtime.rng().standard_normal((max(rows, width), min(rows, width)))
+            q, r = np.linalg.qr(a)
+            q *= np.sign(np.diag(r))  # makes the distribution uniform over orthogonal matrices
+            parts.append(q if rows >= width else q.T)
+        return (self.gain * np.concatenate(parts, axis=1)).reshape(shape).astype(dtype)
+
+
 _BY_NAME = {
+    "orthogonal": Orthogonal,
     "zeros": Zeros, "ones": Ones, "constant": Constant,
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
     "he_uniform": HeUniform, "he_normal": HeNormal,

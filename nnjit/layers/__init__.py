@@ -2,6 +2,8 @@
 from .base import Layer, register_layer
 from .conv import Conv2D
 from .core import Activation, Dense, Dropout, Flatten, Reshape
+from .embedding import Embedding
 from .input import Input, InputLayer, SymbolicTensor
 from .normalization import BatchNormalization
 from .pooling import AvgPool2D, GlobalAvgPool1D, GlobalAvgPool2D, MaxPool2D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN

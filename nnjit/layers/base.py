@@ -67,6 +67,10 @@ class Layer:
     # Built-in layers whose backward accepts need_dx=False, so that the first layer of a
     # model can skip the input gradient nobody reads.
     _skips_input_grad = False
+    # Masks (from Embedding(mask_zero=True)): layers that accept one in ``forward(...,
+    # mask=...)`` set _accepts_mask; layers that pass it on unchanged set supports_masking.
+    _accepts_mask = False
+    supports_masking = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -163,6 +167,10 @@ class Layer:
             raise ValueError(
                 f"{self.name}: expected input of shape {shape_str((None,) + tuple(built))}. "
                 f"Received: x with shape {shape_str((None,) + tuple(shape))}")
+
+    def compute_mask(self, x, mask=None):
+        """The mask of this layer's output, given its input ``x`` and the input's mask."""
+        return mask if self.supports_masking else None
 
     def forward(self, x, training=False):
         """Return ``(y, backward)``; ``backward(dy)`` returns the gradient of x."""

@@ -47,6 +47,7 @@ class Dense(Layer):
     """
 
     _skips_input_grad = True
+    supports_masking = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  kernel_regularizer=None, name=None, trainable=True):
@@ -131,6 +132,7 @@ class Activation(Layer):
     "sigmoid", "tanh", "softmax" (over the last axis) or "swish". Output shape = input shape."""
 
     _skips_input_grad = False
+    supports_masking = True
 
     def __init__(self, name_or_fn, name=None, trainable=True):
         super().__init__(name=name, trainable=trainable)
@@ -169,6 +171,8 @@ class Activation(Layer):
 class Dropout(Layer):
     """Zeroes a fraction ``rate`` of the inputs during training and scales the rest by
     1 / (1 - rate) (inverted dropout); the identity at inference."""
+
+    supports_masking = True
 
     def __init__(self, rate, name=None, trainable=True):
         super().__init__(name=name, trainable=trainable)

@@ -303,11 +303,17 @@ class Sequential(BaseModel):
         last = len(stack) - 1
         backs = []
         h = x
+        mask = None  # from an Embedding(mask_zero=True), for the recurrent layers after it
         for i, layer in enumerate(stack):
+            h_in = h
             if i == last and linear_output:
                 h, back = layer.forward(h, training, linear_output=True)
+            elif mask is not None and layer._accepts_mask:
+                h, back = layer.forward(h, training, mask=mask)
             else:
                 h, back = layer.forward(h, training)
+            if mask is not None or layer.supports_masking and getattr(layer, "mask_zero", False):
+                mask = layer.compute_mask(h_in, mask)
             backs.append(back)
 
         def backward(dy):
