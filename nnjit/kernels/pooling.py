@@ -90,8 +90,11 @@ def _max_pool_plane_2x2(xp, yp, ap):
             yp[i, j] = bottom if take_bottom else top
             ap[i, j] = k_bottom if take_bottom else k_top
     # Ragged edges: the last column and row when the windows run past the input.
-    _max_pool_region(xp, yp, ap, 2, 2, 2, 2, 0, 0, 0, full_h, full_w, out_w)
-    _max_pool_region(xp, yp, ap, 2, 2, 2, 2, 0, 0, full_h, out_h, 0, out_w)
+    # np.int64 rather than literal constants: Numba compiles a separate specialisation
+    # of a callee for each combination of literal arguments.
+    two, zero = np.int64(2), np.int64(0)
+    _max_pool_region(xp, yp, ap, two, two, two, two, zero, zero, zero, full_h, full_w, out_w)
+    _max_pool_region(xp, yp, ap, two, two, two, two, zero, zero, full_h, out_h, zero, out_w)
 
 
 @njit(cache=True)
@@ -100,6 +103,7 @@ def _max_pool_planes(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, 
     fast = _is_2x2_stride_2(pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     out_h = y.shape[2]
     out_w = y.shape[3]
+    zero = np.int64(0)
     for p in range(p0, p1):
         n = p // channels
         c = p - n * channels
@@ -107,7 +111,7 @@ def _max_pool_planes(x, y, argmax, pool_h, pool_w, stride_h, stride_w, pad_top, 
             _max_pool_plane_2x2(x[n, c], y[n, c], argmax[n, c])
         else:
             _max_pool_region(x[n, c], y[n, c], argmax[n, c], pool_h, pool_w, stride_h, stride_w,
-                             pad_top, pad_left, 0, out_h, 0, out_w)
+                             pad_top, pad_left, zero, out_h, zero, out_w)
 
 
 @njit(cache=True, parallel=True)
@@ -210,8 +214,9 @@ def _avg_pool_plane_2x2(xp, yp):
         for j in range(full_w):
             c0 = 2 * j
             yp[i, j] = ((xp[r0, c0] + xp[r0, c0 + 1]) + (xp[r1, c0] + xp[r1, c0 + 1])) * 0.25
-    _avg_pool_region(xp, yp, 2, 2, 2, 2, 0, 0, 0, full_h, full_w, out_w)
-    _avg_pool_region(xp, yp, 2, 2, 2, 2, 0, 0, full_h, out_h, 0, out_w)
+    two, zero = np.int64(2), np.int64(0)
+    _avg_pool_region(xp, yp, two, two, two, two, zero, zero, zero, full_h, full_w, out_w)
+    _avg_pool_region(xp, yp, two, two, two, two, zero, zero, full_h, out_h, zero, out_w)
 
 
 @njit(cache=True)
@@ -220,6 +225,7 @@ def _avg_pool_planes(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
     fast = _is_2x2_stride_2(pool_h, pool_w, stride_h, stride_w, pad_top, pad_left)
     out_h = y.shape[2]
     out_w = y.shape[3]
+    zero = np.int64(0)
     for p in range(p0, p1):
         n = p // channels
         c = p - n * channels
@@ -227,7 +233,7 @@ def _avg_pool_planes(x, y, pool_h, pool_w, stride_h, stride_w, pad_top, pad_left
             _avg_pool_plane_2x2(x[n, c], y[n, c])
         else:
             _avg_pool_region(x[n, c], y[n, c], pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
-                             0, out_h, 0, out_w)
+                             zero, out_h, zero, out_w)
 
 
 @njit(cache=True, parallel=True)
@@ -289,8 +295,9 @@ def _avg_unpool_plane_2x2(dyp, dxp):
             dxp[r0, c0 + 1] = g
             dxp[r1, c0] = g
             dxp[r1, c0 + 1] = g
-    _avg_unpool_region(dyp, dxp, 2, 2, 2, 2, 0, 0, 0, full_h, full_w, out_w)
-    _avg_unpool_region(dyp, dxp, 2, 2, 2, 2, 0, 0, full_h, out_h, 0, out_w)
+    two, zero = np.int64(2), np.int64(0)
+    _avg_unpool_region(dyp, dxp, two, two, two, two, zero, zero, zero, full_h, full_w, out_w)
+    _avg_unpool_region(dyp, dxp, two, two, two, two, zero, zero, full_h, out_h, zero, out_w)
 
 
 @njit(cache=True)
@@ -303,6 +310,7 @@ def _avg_unpool_planes(dy, dx, dx_flat, pool_h, pool_w, stride_h, stride_w, pad_
     # and overlapping windows accumulate: zero the block's planes in one run first.
     for k in range(p0 * plane_size, p1 * plane_size):
         dx_flat[k] = 0.0
+    zero = np.int64(0)
     for p in range(p0, p1):
         n = p // channels
         c = p - n * channels
@@ -310,7 +318,7 @@ def _avg_unpool_planes(dy, dx, dx_flat, pool_h, pool_w, stride_h, stride_w, pad_
             _avg_unpool_plane_2x2(dy[n, c], dx[n, c])
         else:
             _avg_unpool_region(dy[n, c], dx[n, c], pool_h, pool_w, stride_h, stride_w, pad_top, pad_left,
-                               0, out_h, 0, out_w)
+                               zero, out_h, zero, out_w)
 
 
 @njit(cache=True, parallel=True)
