@@ -219,11 +219,11 @@ def _store_filter(arow, pitch, out_h, out_w, bias, code, y3, z3, n, f):
     keep_z = z3.shape[0] > 0
     dst = z3[n, f] if keep_z else y3[n, f]
     relu = code == RELU and not keep_z
-    if pitch == out_w:
-        _bias_row(arow, dst, bias[f], relu, out_h * out_w)
-    else:
-        for oh in range(out_h):
-            _bias_row(arow[oh * pitch:], dst[oh * out_w:], bias[f], relu, out_w)
+    # Compact rows (pitch == out_w) are one row of out_h * out_w: one loop for both layouts.
+    rows = 1 if pitch == out_w else out_h
+    width = out_h * out_w if pitch == out_w else out_w
+    for oh in range(rows):
+        _bias_row(arow[oh * pitch:], dst[oh * out_w:], bias[f], relu, width)
 
 
 @njit(cache=True)
@@ -407,6 +407,34 @@ def _use_direct(w):
     return taps <= DIRECT_MAX_TAPS and w.shape[2] * w.shape[3] > 1
 
 
+@njit(cache=True)
+def _forward_images(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
+                    y3, z3, i0, i1):
+    if _use_direct(w):
+        _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
+                        y3, z3, i0, i1)
+    else:
+        _forward_gemm(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
+                      y3, z3, i0, i1)
+
+
+@njit(cache=True)
+def _forward_buffers(x, w, b, out_h, out_w, code):
+    """y3, z3 (N or 0, F, P) and the bias as a full (F,) vector (zeros for no bias).  Allocated
+    outside the parallel kernel, where np.zeros and slice assignments would each become a
+    parallel loop of their own (compile time, and a thread launch each)."""
+    n = x.shape[0]
+    f_ = w.shape[0]
+    p = out_h * out_w
+    keep_z = code == GELU or code == SWISH
+    y3 = np.empty((n, f_, p), dtype=x.dtype)
+    z3 = np.empty((n if keep_z else 0, f_, p), dtype=x.dtype)
+    bias = np.zeros(f_, dtype=x.dtype)
+    for f in range(b.shape[0]):
+        bias[f] = b[f]
+    return y3, z3, bias
+
+
 @njit(cache=True, parallel=True)
 def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
                    nblocks):
@@ -423,54 +451,26 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
     """
     n = x.shape[0]
     f_ = w.shape[0]
-    p = out_h * out_w
-    keep_z = code == GELU or code == SWISH
-    y3 = np.empty((n, f_, p), dtype=x.dtype)
-    z3 = np.empty((n if keep_z else 0, f_, p), dtype=x.dtype)
-    bias = np.zeros(f_, dtype=x.dtype)
-    if b.shape[0] > 0:
-        bias[:] = b
-    direct = _use_direct(w)
+    y3, z3, bias = _forward_buffers(x, w, b, out_h, out_w, code)
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        if direct:
-            _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
-                            code, y3, z3, *block_bounds(0, 1, n))
-        else:
-            _forward_gemm(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
-                          code, y3, z3, *block_bounds(0, 1, n))
+        _forward_images(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
+                        y3, z3, *block_bounds(0, 1, n))
     else:
         for t in prange(nb):
             i0, i1 = block_bounds(t, nb, n)
-            if direct:
-                _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                                groups, code, y3, z3, i0, i1)
-            else:
-                _forward_gemm(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                              groups, code, y3, z3, i0, i1)
+            _forward_images(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
+                            code, y3, z3, i0, i1)
     return y3.reshape((n, f_, out_h, out_w)), z3.reshape((z3.shape[0], f_, out_h, out_w))
 
 
 @njit(cache=True)
 def _activation_grad_image(dy3, y3, z3, code, n, dz, col0, scratch):
-    """dz[:, col0:col0 + P] = act'(.) * dy3[n] for image n.  scratch: (F, P) for the generic
-    activations, or dz itself when col0 == 0 and dz has P columns."""
+    """dz[:, col0:col0 + P] = act'(.) * dy3[n] for image n, computed in scratch (F, P), which
+    is dz itself when col0 == 0 and dz has P columns (then nothing is copied)."""
     f_ = dy3.shape[1]
     p = dy3.shape[2]
-    if code == LINEAR:
-        for f in range(f_):
-            src = dy3[n, f]
-            dst = dz[f, col0:col0 + p]
-            for q in range(p):
-                dst[q] = src[q]
-    elif code == RELU:
-        for f in range(f_):
-            g = dy3[n, f]
-            yr = y3[n, f]
-            dst = dz[f, col0:col0 + p]
-            for q in range(p):
-                dst[q] = g[q] if yr[q] > 0 else 0.0
-    elif code == SOFTMAX:
+    if code == SOFTMAX:
         # softmax over channels: dz = y * (dy - sum_f dy * y), the sum taken per pixel
         dot = np.zeros(p, dtype=dz.dtype)
         for f in range(f_):
@@ -481,18 +481,18 @@ def _activation_grad_image(dy3, y3, z3, code, n, dz, col0, scratch):
         for f in range(f_):
             g = dy3[n, f]
             yr = y3[n, f]
-            dst = dz[f, col0:col0 + p]
+            dst = scratch[f]
             for q in range(p):
                 dst[q] = yr[q] * (g[q] - dot[q])
     else:
         zn = z3[n] if z3.shape[0] > 0 else y3[n]
         activation_grad_rows(dy3[n], y3[n], zn, code, scratch, 0, f_)
-        if scratch is not dz:
-            for f in range(f_):
-                src = scratch[f]
-                dst = dz[f, col0:col0 + p]
-                for q in range(p):
-                    dst[q] = src[q]
+    if scratch is not dz:
+        for f in range(f_):
+            src = scratch[f]
+            dst = dz[f, col0:col0 + p]
+            for q in range(p):
+                dst[q] = src[q]
 
 
 @njit(cache=True)
@@ -526,8 +526,7 @@ def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out
     xp = np.zeros((0 if pointwise else c_in, hp * wp), dtype=x.dtype)
     cols_buf = np.empty(0 if pointwise else rows * nimg * p, dtype=x.dtype)
     dz_buf = np.empty(f_ * nimg * p, dtype=x.dtype)
-    generic = code != LINEAR and code != RELU and code != SOFTMAX
-    scratch = np.empty((f_ if generic and nimg > 1 else 0, p), dtype=x.dtype)
+    scratch = np.empty((f_ if nimg > 1 else 0, p), dtype=x.dtype)
     # Bias gradient: per-pixel partial sums, vectorized across pixels, reduced over pixels
     # once at the end (a running scalar sum per filter is one dependent add per element).
     has_db = need_dw and dbt.shape[0] > 0
@@ -593,6 +592,46 @@ def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out
             dbt[f] += t
 
 
+@njit(cache=True)
+def _backward_buffers(x, w, db, groups, need_dx, need_dw, nb):
+    """dx and the per-block gradient buffers, allocated outside the parallel kernel (see
+    ``_forward_buffers``).  Block 0 accumulates straight into dw and db, the other blocks into
+    their own buffers; a transposed weight gradient goes to buffers from every block."""
+    f_, cg, kh, kw = w.shape
+    fg = f_ // groups
+    cgk = cg * kh * kw
+    dx = np.empty((x.shape[0] if need_dx else 0, x.shape[1], x.shape[2], x.shape[3]), dtype=x.dtype)
+    transposed = _dw_transposed(w, groups)
+    first = 0 if transposed else 1
+    if not need_dw:
+        dw_part = np.zeros((nb - first, groups, 0, 0), dtype=x.dtype)
+    elif transposed:
+        dw_part = np.zeros((nb, groups, cgk, fg), dtype=x.dtype)
+    else:
+        dw_part = np.zeros((nb - 1, groups, fg, cgk), dtype=x.dtype)
+    db_part = np.zeros((nb - 1, db.shape[0] if need_dw else 0), dtype=x.dtype)
+    return dx, dw_part, db_part, first
+
+
+@njit(cache=True)
+def _reduce_parts(dwv, db, dw_part, db_part, transposed):
+    """Add the per-block weight and bias gradients into dw (viewed (groups, F // groups, -1)) and db."""
+    for t in range(dw_part.shape[0]):
+        for g in range(dwv.shape[0]):
+            for f in range(dwv.shape[1]):
+                row = dwv[g, f]
+                if transposed:
+                    for k in range(row.shape[0]):
+                        row[k] += dw_part[t, g, k, f]
+                else:
+                    part = dw_part[t, g, f]
+                    for k in range(row.shape[0]):
+                        row[k] += part[k]
+    for t in range(db_part.shape[0]):
+        for f in range(db_part.shape[1]):
+            db[f] += db_part[t, f]
+
+
 @njit(cache=True, parallel=True)
 def conv2d_backward(dy, x, w, y, z, stride_h, stride_w, pad_top, pad_left, dil_h, dil_w, groups, code, dw, db,
                     need_dx, need_dw, nblocks):
@@ -605,30 +644,17 @@ def conv2d_backward(dy, x, w, y, z, stride_h, stride_w, pad_top, pad_left, dil_h
     there is no bias).  Returns dx (N, C, H, W), or an empty (0, C, H, W) array when
     ``need_dx`` is False (the first layer of a model).
     """
-    n, c_in, h, wd = x.shape
-    f_, cg, kh, kw = w.shape
-    fg = f_ // groups
-    cgk = cg * kh * kw
+    n = x.shape[0]
+    f_ = w.shape[0]
     out_h = dy.shape[2]
     out_w = dy.shape[3]
     p = out_h * out_w
     dy3 = dy.reshape((n, f_, p))
     y3 = y.reshape((y.shape[0], f_, p))
     z3 = z.reshape((z.shape[0], f_, p))
-    dx = np.empty((n if need_dx else 0, c_in, h, wd), dtype=dy.dtype)
-    dwv = dw.reshape((groups, fg, cgk))
+    dwv = dw.reshape((groups, f_ // groups, dw.size // f_))
     nb = max(1, min(n, nblocks))
-    # Block 0 accumulates straight into dw and db, the others into their own buffers, summed
-    # once at the end; a transposed weight gradient goes to buffers from every block.
-    transposed = _dw_transposed(w, groups)
-    first = 0 if transposed else 1
-    if not need_dw:
-        dw_part = np.zeros((nb - first, groups, 0, 0), dtype=dy.dtype)
-    elif transposed:
-        dw_part = np.zeros((nb, groups, cgk, fg), dtype=dy.dtype)
-    else:
-        dw_part = np.zeros((nb - 1, groups, fg, cgk), dtype=dy.dtype)
-    db_part = np.zeros((nb - 1, db.shape[0] if need_dw else 0), dtype=dy.dtype)
+    dx, dw_part, db_part, first = _backward_buffers(x, w, db, groups, need_dx, need_dw, nb)
     if nb == 1:
         dwt = dwv if first == 1 else dw_part[0]
         _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
@@ -641,18 +667,5 @@ def conv2d_backward(dy, x, w, y, z, stride_h, stride_w, pad_top, pad_left, dil_h
             _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
                            groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
     if need_dw:
-        for t in range(dw_part.shape[0]):
-            for g in range(groups):
-                for f in range(fg):
-                    row = dwv[g, f]
-                    if transposed:
-                        for k in range(cgk):
-                            row[k] += dw_part[t, g, k, f]
-                    else:
-                        part = dw_part[t, g, f]
-                        for k in range(cgk):
-                            row[k] += part[k]
-        for t in range(db_part.shape[0]):
-            for f in range(db_part.shape[1]):
-                db[f] += db_part[t, f]
+        _reduce_parts(dwv, db, dw_part, db_part, first == 0)
     return dx
