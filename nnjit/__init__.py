@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 from . import runtime  # first: chooses the kernel cache and limits BLAS threads before any kernel loads
 from .runtime import floatx, get_num_threads, set_floatx, set_num_threads, set_seed
-from . import callbacks, datasets, initializers, io, layers, losses, metrics, models, optimizers, plot, regularizers
+from . import callbacks, datasets, initializers, io, layers, losses, metrics, models, optimizers, plot, regularizers, textgen
 from .gradcheck import gradcheck
 from .layers import Input
 from .models import Sequential
@@ -19,5 +19,5 @@ from .models import Sequential
 __all__ = [
     "Input", "Sequential", "callbacks", "datasets", "floatx", "get_num_threads", "gradcheck",
     "initializers", "io", "layers", "losses", "metrics", "models", "optimizers", "plot", "regularizers", "runtime",
-    "set_floatx", "set_num_threads", "set_seed",
+    "set_floatx", "set_num_threads", "set_seed", "textgen",
 ]

@@ -41,6 +41,18 @@ def test_train_cnn_model(tmp_path, capsys):
     assert (model.predict(x.reshape(-1, 1, 8, 8)).argmax(1) == y).mean() > 0.5
 
 
+def test_train_charlm_prints_samples(tmp_path, capsys):
+    code = cli.main(["train", "--model", "charlm", "--epochs", "1", "--max-chars", "6000", "--steps", "32",
+                     "--sample-length", "40", "--out", str(tmp_path), "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "--- sample after epoch 1" in out
+    sample = out.split("--- sample after epoch 1")[1].split("\n", 1)[1]
+    assert sample.startswith("First Citizen:\n") and len(sample.split("\n---")[0]) >= len("First Citizen:\n") + 40
+    assert "bits per character" in out
+    assert (tmp_path / "charlm.weights.safetensors").exists()
+
+
 def test_info_prints_runtime(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
@@ -48,7 +60,8 @@ def test_info_prints_runtime(capsys):
 
 
 @pytest.mark.parametrize("argv", [["train", "--epochs", "-1"], ["train", "--batch-size", "0"],
-                                  ["train", "--model", "nope"]])
+                                  ["train", "--model", "nope"], ["train", "--learning-rate", "0"],
+                                  ["train", "--model", "charlm", "--max-chars", "10"]])
 def test_train_refuses_bad_arguments(argv):
     with pytest.raises(SystemExit):
         cli.main(argv)
