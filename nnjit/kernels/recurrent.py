@@ -49,22 +49,127 @@ Caches (the last element returned by each forward; pass it unchanged to backward
 At masked steps the gate entries of the cache are unspecified (backward gives them zero
 gradient and never reads them).
 """
-import math
-
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
-from .activations import GELU, SWISH, activation_grad_rows, activation_rows, block_bounds
+from .activations import GELU, LINEAR, SIGMOID, SWISH, TANH, activation_grad_rows, activation_rows, block_bounds
 from .blas import gemm
+
+
+@intrinsic
+def _pow2(typingctx, k):
+    """2.0 ** k for an integral float64 k in [-1022, 1023], built from its bits.  No call and
+    no branch, so loops using it vectorize: k + 2**52 + 1023 holds k + 1023 in its low mantissa
+    bits, which a shift moves into the exponent field."""
+    if k != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        shifted = builder.fadd(args[0], ir.Constant(ir.DoubleType(), 4503599627370496.0 + 1023.0))
+        bits = builder.shl(builder.bitcast(shifted, ir.IntType(64)), ir.Constant(ir.IntType(64), 52))
+        return builder.bitcast(bits, ir.DoubleType())
+
+    return types.float64(types.float64), codegen
+
+
+# Cody-Waite split of ln 2 (fdlibm): n * _LN2_HI is exact for |n| < 2**11.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(cache=True, inline="always")
+def _exp_split(y):
+    """For y <= 0: (s, q) with exp(y) = s * (1 + q), s = 2**n and q = expm1(y - n ln 2).
+
+    math.exp and math.tanh are calls into libm that keep every loop around them scalar (and
+    math.tanh on float32 costs about 20 ns); this is plain arithmetic, in float64 whatever the
+    input type, accurate to a few ulp.  y below -708 is taken as -708 (exp underflows there
+    anyway); NaN propagates.
+    """
+    y = -708.0 if y < -708.0 else y
+    n = np.floor(y * _LOG2E + 0.5)
+    r = (y - n * _LN2_HI) - n * _LN2_LO  # |r| <= ln(2) / 2
+    # Taylor series of expm1 to degree 13: the remainder is below 1e-17 relative on |r| <= 0.35.
+    q = r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
+            1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800)))))))))))))
+    return _pow2(n), q
 
 
 @njit(cache=True, inline="always")
 def _sigmoid(v):
-    # exp(-|v|) never overflows; the two branches of activations._sigmoid become one select,
-    # which keeps a random sign pattern from costing a mispredicted branch per element.
-    e = math.exp(-abs(v))
-    s = 1.0 / (1.0 + e)
-    return s if v >= 0 else e * s
+    # exp(-|v|) never overflows: the two branches of activations._sigmoid as one select.
+    s, q = _exp_split(-abs(v))
+    e = s + s * q
+    p = 1.0 / (1.0 + e)
+    return p if v >= 0 else e * p
+
+
+@njit(cache=True, inline="always")
+def _tanh(v):
+    # tanh|v| = -expm1(-2|v|) / (2 + expm1(-2|v|)); expm1 = s * q + (s - 1) keeps full relative
+    # precision for small |v|, where 1 - exp(-2|v|) would cancel.
+    s, q = _exp_split(-2.0 * abs(v))
+    em1 = s * q + (s - 1.0)
+    t = -em1 / (2.0 + em1)
+    return t if v >= 0 else -t
+
+
+# The elementwise helpers run with error_model="numpy": Numba's default checks every float
+# division for zero and raises, and that branch alone keeps a loop from vectorizing.  They are
+# separate (not inlined) functions so that the long polynomial is compiled once per dtype
+# rather than once per loop that needs it.
+
+
+@njit(cache=True, error_model="numpy")
+def _sigmoid_inplace(a):
+    for j in range(a.shape[0]):
+        a[j] = _sigmoid(a[j])
+
+
+@njit(cache=True, error_model="numpy")
+def _tanh_inplace(a):
+    for j in range(a.shape[0]):
+        a[j] = _tanh(a[j])
+
+
+@njit(cache=True, error_model="numpy")
+def _tanh_into(src, dst):
+    for j in range(src.shape[0]):
+        dst[j] = _tanh(src[j])
+
+
+# Copies and fills are explicit loops: a slice assignment from an array compiles Numba's
+# shape-mismatch message (string formatting: seconds of cold start per kernel).
+
+
+@njit(cache=True)
+def _copy_rows(src, dst, i0, i1):
+    """dst[i] = src[i] for rows i0..i1 of two (N, U) arrays."""
+    for i in range(i0, i1):
+        a = src[i]
+        b = dst[i]
+        for j in range(a.shape[0]):
+            b[j] = a[j]
+
+
+@njit(cache=True)
+def _copy_rows_to_step(src, dst, t, i0, i1):
+    """dst[i, t] = src[i] for rows i0..i1: src (N, U), dst (N, T, U)."""
+    for i in range(i0, i1):
+        a = src[i]
+        b = dst[i, t]
+        for j in range(a.shape[0]):
+            b[j] = a[j]
+
+
+@njit(cache=True, inline="always")
+def _zero(a):
+    for j in range(a.shape[0]):
+        a[j] = 0.0
 
 
 @njit(cache=True)
@@ -82,10 +187,13 @@ def _project_rows(x2, w, b, z2, r0, r1):
 @njit(cache=True)
 def _col_sums(a, out, j0, j1, offset):
     """out[offset + j] += sum over rows of a[:, j] for j in [j0, j1)."""
+    if j1 <= j0:
+        return
+    dst = out[offset + j0:offset + j1]
     for r in range(a.shape[0]):
-        ar = a[r]
-        for j in range(j0, j1):
-            out[offset + j] += ar[j]
+        src = a[r, j0:j1]
+        for j in range(j1 - j0):
+            dst[j] += src[j]
 
 
 @njit(cache=True)
@@ -98,7 +206,7 @@ def _param_grads_part(x2, hp2, dz2, dw, du, db, part, nparts):
     gemm(hp2[:, k0:k1], dz2, du[k0:k1], True, False, 1.0, 1.0)
     if db.shape[0] > 0:
         j0, j1 = block_bounds(part, nparts, db.shape[0])
-        _col_sums(dz2, db, j0, j1, 0)
+        _col_sums(dz2, db, j0, j1, np.int64(0))
 
 
 @njit(cache=True)
@@ -117,17 +225,24 @@ def _rnn_forward_rows(x2, w, u, b, h0, code, mask, reverse, z, y, h_prev, output
         return
     _project_rows(x2, w, b, z.reshape(n * steps, units), i0 * steps, i1 * steps)
     if steps == 0:
-        h_last[i0:i1] = h0[i0:i1]
+        _copy_rows(h0, h_last, i0, i1)
         return
     t = _time_of(0, steps, reverse)
-    h_prev[i0:i1, t] = h0[i0:i1]
+    _copy_rows_to_step(h0, h_prev, t, i0, i1)
     masked = mask.shape[0] > 0
     for s in range(steps):
         t = _time_of(s, steps, reverse)
         tn = t - 1 if reverse else t + 1
         last = s == steps - 1
         gemm(h_prev[i0:i1, t], u, z[i0:i1, t], False, False, 1.0, 1.0)
-        activation_rows(z[i0:i1, t], y[i0:i1, t], code, 0, i1 - i0)
+        if code == TANH or code == SIGMOID:  # y is z: in place, vectorized
+            for i in range(i0, i1):
+                if code == TANH:
+                    _tanh_inplace(z[i, t])
+                else:
+                    _sigmoid_inplace(z[i, t])
+        else:
+            activation_rows(z[i0:i1, t], y[i0:i1, t], code, 0, i1 - i0)
         for i in range(i0, i1):
             hn = h_last[i] if last else h_prev[i, tn]
             out = outputs[i, s]
@@ -179,9 +294,10 @@ def _rnn_backward_rows(d_outputs, d_h_last, u, code, mask, reverse, y, zs, w, dz
     n, steps, units = y.shape
     if i1 <= i0:
         return
-    dh[i0:i1] = d_h_last[i0:i1]
+    _copy_rows(d_h_last, dh, i0, i1)
     masked = mask.shape[0] > 0
     have_dout = d_outputs.shape[0] > 0
+    own = code == TANH or code == SIGMOID or code == LINEAR
     for s in range(steps - 1, -1, -1):
         t = _time_of(s, steps, reverse)
         if have_dout:
@@ -191,13 +307,26 @@ def _rnn_backward_rows(d_outputs, d_h_last, u, code, mask, reverse, y, zs, w, dz
                     dor = d_outputs[i, s]
                     for j in range(units):
                         dhr[j] += dor[j]
-        activation_grad_rows(dh[i0:i1], y[i0:i1, t], zs[i0:i1, t], code, dz[i0:i1, t], 0, i1 - i0)
+        if not own:
+            activation_grad_rows(dh[i0:i1], y[i0:i1, t], zs[i0:i1, t], code, dz[i0:i1, t], 0, i1 - i0)
         for i in range(i0, i1):
+            dzr = dz[i, t]
+            dhr = dh[i]
             if masked and mask[i, t] == 0:
                 # The state went through unchanged: its gradient passes straight back.
-                dz[i, t] = 0.0
-            else:
-                dh[i] = 0.0
+                _zero(dzr)
+                continue
+            yr = y[i, t]
+            if code == TANH:
+                for j in range(units):
+                    dzr[j] = dhr[j] * (1.0 - yr[j] * yr[j])
+            elif code == SIGMOID:
+                for j in range(units):
+                    dzr[j] = dhr[j] * yr[j] * (1.0 - yr[j])
+            elif code == LINEAR:
+                for j in range(units):
+                    dzr[j] = dhr[j]
+            _zero(dhr)
         gemm(dz[i0:i1, t], u, dh[i0:i1], False, True, 1.0, 1.0)
     if dx2.shape[0] > 0:
         gemm(dz.reshape(n * steps, units)[i0 * steps:i1 * steps], w, dx2[i0 * steps:i1 * steps], False, True)
@@ -254,12 +383,12 @@ def _lstm_forward_rows(x2, w, u, b, h0, c0, mask, reverse, gates, h_prev, c_prev
         return
     _project_rows(x2, w, b, gates.reshape(n * steps, g4), i0 * steps, i1 * steps)
     if steps == 0:
-        h_last[i0:i1] = h0[i0:i1]
-        c_last[i0:i1] = c0[i0:i1]
+        _copy_rows(h0, h_last, i0, i1)
+        _copy_rows(c0, c_last, i0, i1)
         return
     t = _time_of(0, steps, reverse)
-    h_prev[i0:i1, t] = h0[i0:i1]
-    c_prev[i0:i1, t] = c0[i0:i1]
+    _copy_rows_to_step(h0, h_prev, t, i0, i1)
+    _copy_rows_to_step(c0, c_prev, t, i0, i1)
     masked = mask.shape[0] > 0
     for s in range(steps):
         t = _time_of(s, steps, reverse)
@@ -278,22 +407,22 @@ def _lstm_forward_rows(x2, w, u, b, h0, c0, mask, reverse, gates, h_prev, c_prev
                     cn[j] = cp[j]
                     out[j] = 0.0
                 continue
+            # Views indexed from 0, one short loop per operation: each loop touches few arrays,
+            # so LLVM vectorizes it.
             zr = gates[i, t]
+            zi = zr[:units]
+            zf = zr[units:2 * units]
+            zg = zr[2 * units:3 * units]
+            zo = zr[3 * units:]
             tc = tanh_c[i, t]
+            _sigmoid_inplace(zr[:2 * units])
+            _tanh_inplace(zg)
+            _sigmoid_inplace(zo)
             for j in range(units):
-                ig = _sigmoid(zr[j])
-                fg = _sigmoid(zr[units + j])
-                gg = math.tanh(zr[2 * units + j])
-                og = _sigmoid(zr[3 * units + j])
-                c = fg * cp[j] + ig * gg
-                th = math.tanh(c)
-                h = og * th
-                zr[j] = ig
-                zr[units + j] = fg
-                zr[2 * units + j] = gg
-                zr[3 * units + j] = og
-                tc[j] = th
-                cn[j] = c
+                cn[j] = zf[j] * cp[j] + zi[j] * zg[j]
+            _tanh_into(cn, tc)
+            for j in range(units):
+                h = zo[j] * tc[j]
                 hn[j] = h
                 out[j] = h
 
@@ -335,8 +464,8 @@ def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, 
     units = u.shape[0]
     if i1 <= i0:
         return
-    dh[i0:i1] = d_h_last[i0:i1]
-    dc[i0:i1] = d_c_last[i0:i1]
+    _copy_rows(d_h_last, dh, i0, i1)
+    _copy_rows(d_c_last, dc, i0, i1)
     masked = mask.shape[0] > 0
     have_dout = d_outputs.shape[0] > 0
     for s in range(steps - 1, -1, -1):
@@ -344,7 +473,7 @@ def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, 
         for i in range(i0, i1):
             dzr = dz[i, t]
             if masked and mask[i, t] == 0:
-                dzr[:] = 0.0
+                _zero(dzr)
                 continue
             dhr = dh[i]
             dcr = dc[i]
@@ -353,22 +482,30 @@ def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, 
                 for j in range(units):
                     dhr[j] += dor[j]
             zr = gates[i, t]
+            zi = zr[:units]
+            zf = zr[units:2 * units]
+            zg = zr[2 * units:3 * units]
+            zo = zr[3 * units:]
+            dzi = dzr[:units]
+            dzf = dzr[units:2 * units]
+            dzg = dzr[2 * units:3 * units]
+            dzo = dzr[3 * units:]
             cp = c_prev[i, t]
             tc = tanh_c[i, t]
             for j in range(units):
-                ig = zr[j]
-                fg = zr[units + j]
-                gg = zr[2 * units + j]
-                og = zr[3 * units + j]
+                og = zo[j]
                 th = tc[j]
-                d_h = dhr[j]
-                d_c = dcr[j] + d_h * og * (1.0 - th * th)
-                dzr[j] = d_c * gg * ig * (1.0 - ig)
-                dzr[units + j] = d_c * cp[j] * fg * (1.0 - fg)
-                dzr[2 * units + j] = d_c * ig * (1.0 - gg * gg)
-                dzr[3 * units + j] = d_h * th * og * (1.0 - og)
-                dcr[j] = d_c * fg
-                dhr[j] = 0.0
+                dzo[j] = dhr[j] * th * og * (1.0 - og)
+                dcr[j] += dhr[j] * og * (1.0 - th * th)
+            for j in range(units):
+                dzi[j] = dcr[j] * zg[j] * zi[j] * (1.0 - zi[j])
+            for j in range(units):
+                dzf[j] = dcr[j] * cp[j] * zf[j] * (1.0 - zf[j])
+            for j in range(units):
+                dzg[j] = dcr[j] * zi[j] * (1.0 - zg[j] * zg[j])
+            for j in range(units):
+                dcr[j] *= zf[j]
+            _zero(dhr)
         gemm(dz[i0:i1, t], u, dh[i0:i1], False, True, 1.0, 1.0)
     if dx2.shape[0] > 0:
         gemm(dz.reshape(n * steps, g4)[i0 * steps:i1 * steps], w, dx2[i0 * steps:i1 * steps], False, True)
@@ -424,11 +561,13 @@ def _gru_forward_rows(x2, w, u, b, rb, h0, mask, reverse, gates, hn, h_prev, hu,
         return
     _project_rows(x2, w, b, gates.reshape(n * steps, g3), i0 * steps, i1 * steps)
     if steps == 0:
-        h_last[i0:i1] = h0[i0:i1]
+        _copy_rows(h0, h_last, i0, i1)
         return
     t = _time_of(0, steps, reverse)
-    h_prev[i0:i1, t] = h0[i0:i1]
+    _copy_rows_to_step(h0, h_prev, t, i0, i1)
     masked = mask.shape[0] > 0
+    rb_rz = rb[:2 * units]
+    rb_n = rb[2 * units:]
     for s in range(steps):
         t = _time_of(s, steps, reverse)
         tn = t - 1 if reverse else t + 1
@@ -445,18 +584,24 @@ def _gru_forward_rows(x2, w, u, b, rb, h0, mask, reverse, gates, hn, h_prev, hu,
                     out[j] = 0.0
                 continue
             zr = gates[i, t]
+            zrz = zr[:2 * units]
+            rg = zr[:units]
+            zg = zr[units:2 * units]
+            ng = zr[2 * units:]
             hur = hu[i]
+            hu_rz = hur[:2 * units]
+            hu_n = hur[2 * units:]
             hnr = hn[i, t]
+            for j in range(2 * units):
+                zrz[j] += hu_rz[j] + rb_rz[j]
+            _sigmoid_inplace(zrz)
             for j in range(units):
-                rg = _sigmoid(zr[j] + hur[j] + rb[j])
-                zg = _sigmoid(zr[units + j] + hur[units + j] + rb[units + j])
-                hv = hur[2 * units + j] + rb[2 * units + j]
-                ng = math.tanh(zr[2 * units + j] + rg * hv)
-                h = (1.0 - zg) * ng + zg * hp[j]
-                zr[j] = rg
-                zr[units + j] = zg
-                zr[2 * units + j] = ng
-                hnr[j] = hv
+                hnr[j] = hu_n[j] + rb_n[j]
+            for j in range(units):
+                ng[j] += rg[j] * hnr[j]
+            _tanh_inplace(ng)
+            for j in range(units):
+                h = (1.0 - zg[j]) * ng[j] + zg[j] * hp[j]
                 hnext[j] = h
                 out[j] = h
 
@@ -500,7 +645,7 @@ def _gru_backward_rows(d_outputs, d_h_last, u, mask, reverse, gates, hn, h_prev,
     units = u.shape[0]
     if i1 <= i0:
         return
-    dh[i0:i1] = d_h_last[i0:i1]
+    _copy_rows(d_h_last, dh, i0, i1)
     masked = mask.shape[0] > 0
     have_dout = d_outputs.shape[0] > 0
     for s in range(steps - 1, -1, -1):
@@ -509,8 +654,8 @@ def _gru_backward_rows(d_outputs, d_h_last, u, mask, reverse, gates, hn, h_prev,
             dzr = dzh[i, t]
             dxr = dxn[i, t]
             if masked and mask[i, t] == 0:
-                dzr[:] = 0.0
-                dxr[:] = 0.0
+                _zero(dzr)
+                _zero(dxr)
                 continue
             dhr = dh[i]
             if have_dout:
@@ -518,19 +663,24 @@ def _gru_backward_rows(d_outputs, d_h_last, u, mask, reverse, gates, hn, h_prev,
                 for j in range(units):
                     dhr[j] += dor[j]
             zr = gates[i, t]
+            rg = zr[:units]
+            zg = zr[units:2 * units]
+            ng = zr[2 * units:]
+            d_r = dzr[:units]
+            d_z = dzr[units:2 * units]
+            d_hn = dzr[2 * units:]
             hnr = hn[i, t]
             hp = h_prev[i, t]
             for j in range(units):
-                rg = zr[j]
-                zg = zr[units + j]
-                ng = zr[2 * units + j]
-                d_h = dhr[j]
-                dn = d_h * (1.0 - zg) * (1.0 - ng * ng)
-                dzr[j] = dn * hnr[j] * rg * (1.0 - rg)
-                dzr[units + j] = d_h * (hp[j] - ng) * zg * (1.0 - zg)
-                dzr[2 * units + j] = dn * rg
-                dxr[j] = dn
-                dhr[j] = d_h * zg
+                dxr[j] = dhr[j] * (1.0 - zg[j]) * (1.0 - ng[j] * ng[j])
+            for j in range(units):
+                d_z[j] = dhr[j] * (hp[j] - ng[j]) * zg[j] * (1.0 - zg[j])
+            for j in range(units):
+                d_r[j] = dxr[j] * hnr[j] * rg[j] * (1.0 - rg[j])
+            for j in range(units):
+                d_hn[j] = dxr[j] * rg[j]
+            for j in range(units):
+                dhr[j] *= zg[j]
         # dzh holds the gradient of h @ u + rb (r, z and r-gated n parts): one GEMM per step.
         gemm(dzh[i0:i1, t], u, dh[i0:i1], False, True, 1.0, 1.0)
     if dx2.shape[0] > 0:
@@ -551,10 +701,10 @@ def _gru_param_grads_part(x2, hp2, dzh2, dxn2, dw, du, db, drb, part, nparts):
     gemm(hp2[:, k0:k1], dzh2, du[k0:k1], True, False, 1.0, 1.0)
     j0, j1 = block_bounds(part, nparts, 3 * units)
     if db.shape[0] > 0:
-        _col_sums(dzh2, db, j0, min(j1, 2 * units), 0)
+        _col_sums(dzh2, db, j0, min(j1, 2 * units), np.int64(0))
         _col_sums(dxn2, db, max(j0, 2 * units) - 2 * units, j1 - 2 * units, 2 * units)
     if drb.shape[0] > 0:
-        _col_sums(dzh2, drb, j0, j1, 0)
+        _col_sums(dzh2, drb, j0, j1, np.int64(0))
 
 
 @njit(cache=True, parallel=True)
