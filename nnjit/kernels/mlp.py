@@ -51,7 +51,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import losses as _losses
-from .activations import GELU, LINEAR, SOFTMAX, SWISH, activation_grad_rows, block_bounds
+from .activations import LINEAR, SOFTMAX, activation_grad_rows, block_bounds
 from .blas import GEMV_MAX_ROWS, gemm
 from .dense import _dense_forward_cols, _dense_forward_rows
 from .losses import (_ce_probs_dense_rows, _ce_probs_sparse_rows, _elementwise_chunk, _softmax_ce_dense_rows,
@@ -66,30 +66,43 @@ SPARSE_LOSSES = frozenset({SOFTMAX_CE_SPARSE, CE_PROBS_SPARSE})
 assert (MAE - MSE, HUBER - MSE, SIGMOID_BCE - MSE, BCE - MSE) == (
     _losses.MAE, _losses.HUBER, _losses.SIGMOID_BCE, _losses.BCE) and _losses.MSE == 0
 
-# Columns of the workspace offset table: a layer's output, its pre-activation (kept for
-# gelu and swish in training) and its output gradient; -1 where a layer has none.
-_H, _Z, _D = range(3)
+# Columns of the workspace offset table, -1 where a layer has none: a layer's output (the
+# last layer writes the caller's ``out``), its pre-activation, the gradient with respect
+# to its output and the gradient with respect to its pre-activation (the same array as
+# the former for a linear layer).
+#
+# Every activation, and its gradient, reads one array and writes another.  In place
+# (z and y, or dy and dz, the same memory) LLVM's run-time overlap check fails and the
+# loop runs scalar: a relu gradient over 128 x 64 float32 took 2.4 us in place against
+# 0.65 us between two arrays.  Hence a pre-activation buffer for every non-linear layer
+# and separate dy and dz buffers.
+_H, _Z, _G, _D = range(4)
 
 
 @njit(cache=True)
 def _offsets(layout, n, training):
     """Offsets of each layer's arrays in the workspace for a batch of n rows, and the
-    workspace size.  The last layer's output is the caller's ``out`` array."""
+    workspace size."""
     nl = layout.shape[0]
-    offs = np.full((nl, 3), -1, dtype=np.int64)
+    offs = np.full((nl, 4), -1, dtype=np.int64)
     pos = np.int64(0)
     for l in range(nl):
         size = n * layout[l, FAN_OUT]
+        linear = layout[l, ACTIVATION] == LINEAR
         if l < nl - 1:
             offs[l, _H] = pos
             pos += size
-        code = layout[l, ACTIVATION]
-        if training and (code == GELU or code == SWISH):
+        if not linear:
             offs[l, _Z] = pos
             pos += size
         if training and (layout[l, NEED_DZ] != 0 or l == nl - 1):
-            offs[l, _D] = pos
+            offs[l, _G] = pos
             pos += size
+            if linear:
+                offs[l, _D] = offs[l, _G]
+            elif layout[l, NEED_DZ] != 0:
+                offs[l, _D] = pos
+                pos += size
     return offs, pos
 
 
@@ -130,9 +143,10 @@ def _layer(x, params, layout, offs, work, out, l):
 
 
 @njit(cache=True)
-def _grad_view(work, offs, l, n, m):
-    do = offs[l, _D]
-    return work[do:do + n * m].reshape((n, m))
+def _grad_view(work, offs, l, which, n, m):
+    """The (n, m) gradient array ``which`` (_G or _D) of layer l."""
+    o = offs[l, which]
+    return work[o:o + n * m].reshape((n, m))
 
 
 @njit(cache=True)
@@ -169,30 +183,29 @@ def _loss_rows(out, probs, dout, labels, targets, loss_code, delta, row_loss, i0
 
 @njit(cache=True)
 def _backward_rows(x, params, layout, offs, work, out, i0, i1):
-    """The chain of output gradients, last layer first, for rows i0..i1: each layer's
-    gradient buffer holds dL/d(output) on entry and dL/d(pre-activation) on exit."""
+    """The chain of gradients, last layer first, for rows i0..i1: dL/d(output) of each
+    layer (the loss writes the last one) to dL/d(pre-activation), and that through the
+    kernel to dL/d(output) of the layer below."""
     n = x.shape[0]
     for l in range(layout.shape[0] - 1, -1, -1):
         if layout[l, NEED_DZ] == 0:
             break
         h_in, w, b, h_out, z = _layer(x, params, layout, offs, work, out, l)
         m = w.shape[1]
-        d = _grad_view(work, offs, l, n, m)
         code = layout[l, ACTIVATION]
+        d = _grad_view(work, offs, l, _D, n, m)
         if code != LINEAR:
-            # In place: every activation's gradient reads dy[i, j] before writing dz[i, j]
-            # (softmax reads the whole row for its dot product first).
-            activation_grad_rows(d, h_out, z, code, d, i0, i1)
+            activation_grad_rows(_grad_view(work, offs, l, _G, n, m), h_out, z, code, d, i0, i1)
         if layout[l, NEED_DX] != 0:
-            d_in = _grad_view(work, offs, l - 1, n, w.shape[0])
-            gemm(d[i0:i1], w, d_in[i0:i1], False, True)
+            g_in = _grad_view(work, offs, l - 1, _G, n, w.shape[0])
+            gemm(d[i0:i1], w, g_in[i0:i1], False, True)
 
 
 @njit(cache=True)
 def _train_rows(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss, i0, i1):
     _forward_rows(x, params, layout, offs, work, out, i0, i1)
     n, c = out.shape
-    dout = _grad_view(work, offs, layout.shape[0] - 1, n, c)
+    dout = _grad_view(work, offs, layout.shape[0] - 1, _G, n, c)
     _loss_rows(out, probs, dout, labels, targets, loss_code, delta, row_loss, i0, i1)
     _backward_rows(x, params, layout, offs, work, out, i0, i1)
 
@@ -216,7 +229,7 @@ def _weight_grads_block(x, params, grads, layout, offs, work, out, t, nb):
             db[:] = 0.0
             continue
         h_in, w, b, h_out, z = _layer(x, params, layout, offs, work, out, l)
-        d = _grad_view(work, offs, l, n, m)
+        d = _grad_view(work, offs, l, _D, n, m)
         if k1 > k0:
             # dw[k0:k1] = h_in[:, k0:k1].T @ d: BLAS reads the column slice in place.
             gemm(h_in[:, k0:k1], d, dw[k0:k1], True, False, 1.0, 0.0)

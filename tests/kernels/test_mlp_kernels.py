@@ -277,8 +277,9 @@ def test_forward_refuses_nan_and_inf_without_work():
 
 def test_workspace_size_counts_what_training_keeps():
     _, layout = _stack([4, 6, 5, 3], ["gelu", "relu", "linear"], [True, True, True], np.float64)
-    # outputs of the two hidden layers, gelu's pre-activation, three output gradients
-    assert K.workspace_size(layout, 10, True) == 10 * (6 + 5 + 6 + 6 + 5 + 3)
-    assert K.workspace_size(layout, 10, False) == 10 * (6 + 5)
+    # per hidden layer: output, pre-activation, gradients of both; the linear last layer:
+    # one gradient (its output is the caller's array)
+    assert K.workspace_size(layout, 10, True) == 10 * (4 * 6 + 4 * 5 + 3)
+    assert K.workspace_size(layout, 10, False) == 10 * (2 * 6 + 2 * 5)
     layout[:2, K.NEED_DZ] = 0  # only the last layer trains
-    assert K.workspace_size(layout, 10, True) == 10 * (6 + 5 + 6 + 3)
+    assert K.workspace_size(layout, 10, True) == 10 * (2 * 6 + 2 * 5 + 3)
