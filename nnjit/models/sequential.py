@@ -108,7 +108,7 @@ class _DenseStack:
         self._train = None      # (layout, loss code, delta, fused, sparse)
         self._train_rows = -1   # batch size the training workspace is laid out for
         self._train_work = None
-        self._train_tail = 0
+        self._train_tail = None  # (N, C) view at the end of the workspace
         self._infer_key = None
         self._infer = None      # (workspace, column blocks, row blocks)
 
@@ -169,10 +169,10 @@ class _DenseStack:
             size = int(mlp_kernels.workspace_size(layout, n, True))
             if self._train_work is None or self._train_work.shape[0] < size + n * c:
                 self._train_work = np.empty(size + n * c, dtype=self.dtype)
-            self._train_tail = size
+            self._train_tail = self._train_work[size:size + n * c].reshape(n, c)
             self._train_rows = n
         work = self._train_work
-        tail = work[self._train_tail:self._train_tail + n * c].reshape(n, c)
+        tail = self._train_tail
         y_pred = np.empty((n, c), dtype=self.dtype)
         # With a fused softmax / sigmoid the predictions are the probabilities and the
         # logits stay in the workspace; otherwise the predictions are the output itself.
