@@ -18,7 +18,8 @@ Algorithm.  The input projection of all steps is one GEMM per row block, (rows*T
 written into the gate buffer.  The recurrence is independent per sample, so the batch is split
 into ``nblocks`` row blocks and each block runs the whole time loop on its own (no
 synchronisation between steps): per step one small GEMM h @ u accumulated into the step's
-gate rows, then the gate arithmetic fused in one pass per row.  Backward walks the steps
+gate rows, then the gate arithmetic on each row while it is hot in cache (short loops
+that LLVM vectorizes, with a polynomial sigmoid and tanh).  Backward walks the steps
 backwards per row block, storing the pre-activation gradients dZ of every step and carrying
 the state gradients (dh_prev = dZ_t @ u.T + ...); the parameter gradients are then big GEMMs
 over all N*T rows (dw += X.T @ dZ, du += H_prev.T @ dZ, db += column sums of dZ), split across
@@ -27,12 +28,15 @@ writes; dx = dZ @ w.T is one GEMM per row block.  ``nblocks == 1`` runs serial c
 enters prange.
 
 Backward conventions.  ``d_outputs`` (N, T, U) is the gradient of ``outputs`` (processing order;
-pass a (0, 0, 0) array when no output is used) and ``d_h_last`` (and ``d_c_last``) the
-gradient of the final state; the two are added.  A layer with return_sequences=False may put
-the gradient of outputs[:, -1] either in ``d_outputs[:, -1]`` or in ``d_h_last`` -- the latter
-is equivalent only when the last processed step is not masked, so the former is the exact one.
-Gradient buffers dw, du, db (and drb) are accumulated into (+=); ``need_dparams=False`` leaves
-them untouched and ``need_dx=False`` returns an empty (0, T, F) dx.
+pass a (0, 0, 0) array when no output of the sequence is used) and ``d_h_last`` (and
+``d_c_last``) the gradient of the final state; the two are added, each being the exact gradient
+of its own quantity.  For return_sequences=False the recommended output is ``h_last``, with its
+gradient in ``d_h_last`` and an empty ``d_outputs``: with masks it is the state after the last
+unmasked step (Keras' last output), and no (N, T, U) gradient needs filling.  (Using
+``outputs[:, -1]`` instead, with its gradient in ``d_outputs[:, -1]``, is also exact, but gives
+zero for a row whose last processed step is masked.)  Gradient buffers dw, du, db (and drb)
+are accumulated into (+=); ``need_dparams=False`` leaves them untouched and ``need_dx=False``
+returns an empty (0, T, F) dx.
 
 Caches (the last element returned by each forward; pass it unchanged to backward):
 
@@ -52,7 +56,7 @@ gradient and never reads them).
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .activations import GELU, LINEAR, SIGMOID, SWISH, TANH, activation_grad_rows, activation_rows, block_bounds
 from .blas import gemm
@@ -60,39 +64,48 @@ from .blas import gemm
 
 @intrinsic
 def _pow2(typingctx, k):
-    """2.0 ** k for an integral float64 k in [-1022, 1023], built from its bits.  No call and
-    no branch, so loops using it vectorize: k + 2**52 + 1023 holds k + 1023 in its low mantissa
-    bits, which a shift moves into the exponent field."""
-    if k != types.float64:
+    """2.0 ** k for an integral float k (float64: [-1022, 1023]; float32: [-126, 127]), built
+    from its bits.  No call and no branch, so loops using it vectorize: k + 2**52 + 1023 holds
+    k + 1023 in its low mantissa bits, which a shift moves into the exponent field (float32:
+    2**23, 127 and 23)."""
+    if k == types.float64:
+        ftype, itype, magic, shift = ir.DoubleType(), ir.IntType(64), 4503599627370496.0 + 1023.0, 52
+    elif k == types.float32:
+        ftype, itype, magic, shift = ir.FloatType(), ir.IntType(32), 8388608.0 + 127.0, 23
+    else:
         return None
 
     def codegen(context, builder, signature, args):
-        shifted = builder.fadd(args[0], ir.Constant(ir.DoubleType(), 4503599627370496.0 + 1023.0))
-        bits = builder.shl(builder.bitcast(shifted, ir.IntType(64)), ir.Constant(ir.IntType(64), 52))
-        return builder.bitcast(bits, ir.DoubleType())
+        shifted = builder.fadd(args[0], ir.Constant(ftype, magic))
+        bits = builder.shl(builder.bitcast(shifted, itype), ir.Constant(itype, shift))
+        return builder.bitcast(bits, ftype)
 
-    return types.float64(types.float64), codegen
+    return k(k), codegen
 
 
-# Cody-Waite split of ln 2 (fdlibm): n * _LN2_HI is exact for |n| < 2**11.
+# math.exp and math.tanh are calls into libm that keep every loop around them scalar (and
+# math.tanh on float32 costs about 20 ns).  exp(y) for y <= 0 is computed here as plain
+# arithmetic: y = n ln 2 + r with |r| <= ln(2) / 2 (Cody-Waite: n * LN2_HI is exact), then
+# exp(y) = 2**n * (1 + q) with q = expm1(r) from its Taylor series, accurate to a few ulp of
+# the type.  Returning (2**n, q) rather than exp(y) lets tanh form expm1(y) = 2**n q + (2**n - 1)
+# without the cancellation of exp(y) - 1.  Below the clamp exp underflows anyway; NaN
+# propagates.  float32 runs in float32 (16 lanes and a degree-7 polynomial instead of 8 lanes
+# and degree 13): 3x faster.
 _LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01
+_LN2_HI = 6.93147180369123816490e-01  # fdlibm split, exact products for |n| < 2**11
 _LN2_LO = 1.90821492927058770002e-10
+_F32 = np.float32
+_LOG2E_32 = np.float32(_LOG2E)
+_LN2_HI_32 = np.float32(0.693359375)  # 9 significant bits: exact products for |n| < 2**15
+_LN2_LO_32 = np.float32(-2.12194440e-4)
 
 
 @njit(cache=True, inline="always")
-def _exp_split(y):
-    """For y <= 0: (s, q) with exp(y) = s * (1 + q), s = 2**n and q = expm1(y - n ln 2).
-
-    math.exp and math.tanh are calls into libm that keep every loop around them scalar (and
-    math.tanh on float32 costs about 20 ns); this is plain arithmetic, in float64 whatever the
-    input type, accurate to a few ulp.  y below -708 is taken as -708 (exp underflows there
-    anyway); NaN propagates.
-    """
+def _exp_split64(y):
     y = -708.0 if y < -708.0 else y
     n = np.floor(y * _LOG2E + 0.5)
-    r = (y - n * _LN2_HI) - n * _LN2_LO  # |r| <= ln(2) / 2
-    # Taylor series of expm1 to degree 13: the remainder is below 1e-17 relative on |r| <= 0.35.
+    r = (y - n * _LN2_HI) - n * _LN2_LO
+    # Remainder of the degree-13 series below 1e-17 relative on |r| <= 0.35.
     q = r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
         1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
             1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800)))))))))))))
@@ -100,22 +113,62 @@ def _exp_split(y):
 
 
 @njit(cache=True, inline="always")
+def _exp_split32(y):
+    y = _F32(-87.0) if y < _F32(-87.0) else y
+    n = np.floor(y * _LOG2E_32 + _F32(0.5))
+    r = (y - n * _LN2_HI_32) - n * _LN2_LO_32
+    # Remainder of the degree-7 series below 1e-8 relative on |r| <= 0.35.
+    q = r * (_F32(1.0) + r * (_F32(1.0 / 2) + r * (_F32(1.0 / 6) + r * (_F32(1.0 / 24) + r * (
+        _F32(1.0 / 120) + r * (_F32(1.0 / 720) + r * _F32(1.0 / 5040)))))))
+    return _pow2(n), q
+
+
 def _sigmoid(v):
-    # exp(-|v|) never overflows: the two branches of activations._sigmoid as one select.
-    s, q = _exp_split(-abs(v))
-    e = s + s * q
-    p = 1.0 / (1.0 + e)
-    return p if v >= 0 else e * p
+    """Logistic function of a float scalar, for compiled code (overloaded per type below)."""
+    raise NotImplementedError
 
 
-@njit(cache=True, inline="always")
 def _tanh(v):
-    # tanh|v| = -expm1(-2|v|) / (2 + expm1(-2|v|)); expm1 = s * q + (s - 1) keeps full relative
-    # precision for small |v|, where 1 - exp(-2|v|) would cancel.
-    s, q = _exp_split(-2.0 * abs(v))
-    em1 = s * q + (s - 1.0)
-    t = -em1 / (2.0 + em1)
-    return t if v >= 0 else -t
+    """tanh of a float scalar, for compiled code (overloaded per type below)."""
+    raise NotImplementedError
+
+
+@overload(_sigmoid, inline="always")
+def _sigmoid_typed(v):
+    # exp(-|v|) never overflows: the two branches of activations._sigmoid as one select.
+    if v == types.float32:
+        def sigmoid32(v):
+            s, q = _exp_split32(-abs(v))
+            e = s + s * q
+            p = _F32(1.0) / (_F32(1.0) + e)
+            return p if v >= _F32(0.0) else e * p
+        return sigmoid32
+
+    def sigmoid64(v):
+        s, q = _exp_split64(-abs(v))
+        e = s + s * q
+        p = 1.0 / (1.0 + e)
+        return p if v >= 0.0 else e * p
+    return sigmoid64
+
+
+@overload(_tanh, inline="always")
+def _tanh_typed(v):
+    # tanh|v| = -expm1(-2|v|) / (2 + expm1(-2|v|)), full relative precision for small |v|.
+    if v == types.float32:
+        def tanh32(v):
+            s, q = _exp_split32(_F32(-2.0) * abs(v))
+            em1 = s * q + (s - _F32(1.0))
+            t = (_F32(0.0) - em1) / (_F32(2.0) + em1)  # + 0 for v = 0, not -0
+            return t if v >= _F32(0.0) else -t
+        return tanh32
+
+    def tanh64(v):
+        s, q = _exp_split64(-2.0 * abs(v))
+        em1 = s * q + (s - 1.0)
+        t = (0.0 - em1) / (2.0 + em1)
+        return t if v >= 0.0 else -t
+    return tanh64
 
 
 # The elementwise helpers run with error_model="numpy": Numba's default checks every float
@@ -292,6 +345,7 @@ def simple_rnn_forward(x, w, u, b, h0, code, mask, reverse, nblocks):
 @njit(cache=True)
 def _rnn_backward_rows(d_outputs, d_h_last, u, code, mask, reverse, y, zs, w, dz, dh, dx2, i0, i1):
     n, steps, units = y.shape
+    one = y.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
     if i1 <= i0:
         return
     _copy_rows(d_h_last, dh, i0, i1)
@@ -319,10 +373,10 @@ def _rnn_backward_rows(d_outputs, d_h_last, u, code, mask, reverse, y, zs, w, dz
             yr = y[i, t]
             if code == TANH:
                 for j in range(units):
-                    dzr[j] = dhr[j] * (1.0 - yr[j] * yr[j])
+                    dzr[j] = dhr[j] * (one - yr[j] * yr[j])
             elif code == SIGMOID:
                 for j in range(units):
-                    dzr[j] = dhr[j] * yr[j] * (1.0 - yr[j])
+                    dzr[j] = dhr[j] * yr[j] * (one - yr[j])
             elif code == LINEAR:
                 for j in range(units):
                     dzr[j] = dhr[j]
@@ -462,6 +516,7 @@ def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, 
                         dh, dc, dx2, i0, i1):
     n, steps, g4 = gates.shape
     units = u.shape[0]
+    one = gates.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
     if i1 <= i0:
         return
     _copy_rows(d_h_last, dh, i0, i1)
@@ -495,14 +550,14 @@ def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, 
             for j in range(units):
                 og = zo[j]
                 th = tc[j]
-                dzo[j] = dhr[j] * th * og * (1.0 - og)
-                dcr[j] += dhr[j] * og * (1.0 - th * th)
+                dzo[j] = dhr[j] * th * og * (one - og)
+                dcr[j] += dhr[j] * og * (one - th * th)
             for j in range(units):
-                dzi[j] = dcr[j] * zg[j] * zi[j] * (1.0 - zi[j])
+                dzi[j] = dcr[j] * zg[j] * zi[j] * (one - zi[j])
             for j in range(units):
-                dzf[j] = dcr[j] * cp[j] * zf[j] * (1.0 - zf[j])
+                dzf[j] = dcr[j] * cp[j] * zf[j] * (one - zf[j])
             for j in range(units):
-                dzg[j] = dcr[j] * zi[j] * (1.0 - zg[j] * zg[j])
+                dzg[j] = dcr[j] * zi[j] * (one - zg[j] * zg[j])
             for j in range(units):
                 dcr[j] *= zf[j]
             _zero(dhr)
@@ -601,7 +656,7 @@ def _gru_forward_rows(x2, w, u, b, rb, h0, mask, reverse, gates, hn, h_prev, hu,
                 ng[j] += rg[j] * hnr[j]
             _tanh_inplace(ng)
             for j in range(units):
-                h = (1.0 - zg[j]) * ng[j] + zg[j] * hp[j]
+                h = ng[j] + zg[j] * (hp[j] - ng[j])  # (1 - z) n + z h
                 hnext[j] = h
                 out[j] = h
 
@@ -643,6 +698,7 @@ def _gru_backward_rows(d_outputs, d_h_last, u, mask, reverse, gates, hn, h_prev,
                        i0, i1):
     n, steps, g3 = gates.shape
     units = u.shape[0]
+    one = gates.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
     if i1 <= i0:
         return
     _copy_rows(d_h_last, dh, i0, i1)
@@ -672,11 +728,11 @@ def _gru_backward_rows(d_outputs, d_h_last, u, mask, reverse, gates, hn, h_prev,
             hnr = hn[i, t]
             hp = h_prev[i, t]
             for j in range(units):
-                dxr[j] = dhr[j] * (1.0 - zg[j]) * (1.0 - ng[j] * ng[j])
+                dxr[j] = dhr[j] * (one - zg[j]) * (one - ng[j] * ng[j])
             for j in range(units):
-                d_z[j] = dhr[j] * (hp[j] - ng[j]) * zg[j] * (1.0 - zg[j])
+                d_z[j] = dhr[j] * (hp[j] - ng[j]) * zg[j] * (one - zg[j])
             for j in range(units):
-                d_r[j] = dxr[j] * hnr[j] * rg[j] * (1.0 - rg[j])
+                d_r[j] = dxr[j] * hnr[j] * rg[j] * (one - rg[j])
             for j in range(units):
                 d_hn[j] = dxr[j] * rg[j]
             for j in range(units):
