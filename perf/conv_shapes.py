@@ -1,6 +1,7 @@
 """Convolution kernels on the shapes of the reference CNN workloads, nnjit against PyTorch.
 
     python perf/conv_shapes.py [--rounds R] [--reps K] [--threads T] [--no-torch] [--json PATH]
+                               [--openblas-coretype NAME]
 
 Each library runs in its own worker process (PERF.md, trap 1: an nnjit process never imports
 torch and the other way round); the driver alternates the two for R rounds with a pause before
@@ -8,6 +9,10 @@ each, and reports the median over rounds of each worker's median over K repetiti
 milliseconds, for the forward pass (convolution + bias + activation) and the backward pass
 (weight and bias gradients, and the input gradient except for a model's first layer).
 float32, random data, the same shapes and thread count for both libraries.
+
+``--openblas-coretype SkylakeX`` sets OPENBLAS_CORETYPE for the nnjit worker: OpenBLAS 0.3.30
+picks its AVX2 (Haswell) kernels on AMD Zen 4/5 processors, which have AVX-512; forcing the
+AVX-512 kernels shows what the GEMM-bound shapes gain from them.
 """
 from __future__ import annotations
 
@@ -121,9 +126,12 @@ def worker_torch(threads, reps):
     return out
 
 
-def _run_worker(lib, threads, reps):
+def _run_worker(lib, threads, reps, coretype=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--threads", str(threads), "--reps", str(reps)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if coretype and lib == "nnjit":
+        env["OPENBLAS_CORETYPE"] = coretype
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -135,6 +143,7 @@ def main(argv=None):
     ap.add_argument("--pause", type=float, default=0.5)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--openblas-coretype", default=None)
     ap.add_argument("--worker", choices=["nnjit", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -146,7 +155,7 @@ def main(argv=None):
     for _ in range(args.rounds):
         for lib in libs:
             time.sleep(args.pause)
-            runs[lib].append(_run_worker(lib, args.threads, args.reps))
+            runs[lib].append(_run_worker(lib, args.threads, args.reps, args.openblas_coretype))
     result = {}
     header = f"{'shape':<13} {'nnjit fwd':>9} {'bwd':>7} {'total':>7}"
     if "torch" in runs:
