@@ -350,3 +350,29 @@ def test_serial_and_parallel_paths_agree(cell):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
         for k in grads:
             np.testing.assert_allclose(grads[k], results[0][2][k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 2e-15), (np.float32, 5e-7)])
+def test_gate_functions_accuracy_extremes_and_nan(dtype, rtol):
+    """The polynomial sigmoid and tanh the cells use: relative accuracy of a few ulp over a wide
+    range, saturation without overflow, exact zero at zero, NaN in gives NaN out."""
+    from nnjit.kernels.recurrent import _sigmoid_inplace, _tanh_inplace
+
+    rng = np.random.default_rng(15)
+    v = np.concatenate([rng.standard_normal(5000) * 6, [0.0, 1e-30, -1e-30, 1e-6, -1e-6, 20.0, -20.0, 1e4,
+                                                        -1e4, np.inf, -np.inf, np.nan]]).astype(dtype)
+    s = v.copy()
+    _sigmoid_inplace(s)
+    t = v.copy()
+    _tanh_inplace(t)
+    v64 = v.astype(np.float64)
+    with np.errstate(over="ignore"):
+        ref_s = 1.0 / (1.0 + np.exp(-v64))
+    ref_t = np.tanh(v64)
+    finite = np.isfinite(v) & (np.abs(v64) < 80)  # beyond, sigmoid underflows differently per type
+    np.testing.assert_allclose(s[finite], ref_s[finite], rtol=rtol, atol=0)
+    np.testing.assert_allclose(t[np.isfinite(v)], ref_t[np.isfinite(v)], rtol=rtol, atol=0)
+    assert s[v == 0].tolist() == [0.5] and t[v == 0].tolist() == [0.0]
+    assert s[v == np.inf].tolist() == [1.0] and s[v == -np.inf].max() < 1e-30
+    assert t[v == np.inf].tolist() == [1.0] and t[v == -np.inf].tolist() == [-1.0]
+    assert np.isnan(s[-1]) and np.isnan(t[-1])
