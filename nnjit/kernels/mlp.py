@@ -1,9 +1,9 @@
 """Fused kernels for a plain stack of dense layers (a multi-layer perceptron).
 
-A training step of a small MLP is a few microseconds of arithmetic; run layer by layer
-it pays a kernel dispatch, a thread launch and a few Python calls per layer and per
-direction, which costs more than the arithmetic.  ``mlp_train_step`` runs forward,
-loss and backward of the whole stack in one call, and ``mlp_forward`` runs inference.
+Run layer by layer, a small MLP pays a kernel dispatch, a thread launch and a few
+Python calls per layer and per direction, a large share of a step whose arithmetic takes
+tens of microseconds.  ``mlp_train_step`` runs forward, loss and backward of the whole
+stack in one call, and ``mlp_forward`` runs inference.
 
 How a training step is split:
 
