@@ -1,4 +1,5 @@
-"""BatchNormalization over one axis (channels of NCHW images, or features)."""
+"""BatchNormalization over one axis (channels of NCHW images, or features) and
+LayerNormalization over the last axis of each sample."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import numpy as np
 from .. import runtime
 from ..kernels.normalization import (batch_norm_backward, batch_norm_backward_infer, batch_norm_forward_infer,
                                      batch_norm_forward_train)
+from ..kernels.layernorm import layer_norm_backward, layer_norm_forward
 from .base import Layer, shape_str
 
 
@@ -117,3 +119,62 @@ class BatchNormalization(Layer):
 
     def extra_repr(self):
         return f"axis={self.axis}, momentum={self.momentum}, epsilon={self.epsilon}"
+
+
+class LayerNormalization(Layer):
+    """Normalizes each sample over its last axis, then scales by gamma and shifts by beta:
+    ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` (statistics of each row).
+
+    Args:
+        epsilon: added to the variance before the square root.
+
+    Input shape (batch, ..., features); output shape the same.
+    Parameters: gamma, beta (features,).
+    """
+
+    _skips_input_grad = True
+    supports_masking = True
+
+    def __init__(self, epsilon=1e-5, name=None, trainable=True):
+        super().__init__(name=name, trainable=trainable)
+        self.epsilon = _check_unit_float(epsilon, "epsilon", "LayerNormalization")
+
+    def build(self, input_shape):
+        if not input_shape or input_shape[-1] is None:
+            raise ValueError(f"{self.name}: the last axis must be known. Received: input_shape={input_shape}")
+        self.add_weight("gamma", (input_shape[-1],), "ones")
+        self.add_weight("beta", (input_shape[-1],), "zeros")
+
+    def check_input_shape(self, shape):
+        features = self.params["gamma"].shape[0]
+        if not shape or shape[-1] != features:
+            raise ValueError(f"{self.name}: expected {features} features on the last axis, as the layer was built. "
+                             f"Received: x with shape {shape_str((None,) + tuple(shape))}")
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training=False):
+        if not self.built:
+            self.ensure_built(x.shape[1:])
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        shape = x.shape
+        x2 = np.ascontiguousarray(x, dtype=gamma.dtype).reshape(-1, shape[-1])
+        nblocks = runtime.blocks_for(x2.size * 4)
+        y, mean, inv_std = layer_norm_forward(x2, gamma, beta, self.epsilon, nblocks)
+
+        def backward(dy, need_dx=True):
+            dy2 = np.ascontiguousarray(dy, dtype=gamma.dtype).reshape(x2.shape)
+            train = self.trainable
+            dgamma = self.grads["gamma"] if train else gamma
+            dbeta = self.grads["beta"] if train else beta
+            dx = layer_norm_backward(dy2, x2, mean, inv_std, gamma, dgamma, dbeta, need_dx, train, nblocks)
+            return dx.reshape(shape) if need_dx else None
+
+        return y.reshape(shape), backward
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+    def extra_repr(self):
+        return f"epsilon={self.epsilon}"

@@ -12,6 +12,7 @@ from .. import initializers, runtime
 from ..kernels import recurrent as K
 from ..kernels.activations import CODES
 from .base import Layer, check_positive_int, get_layer_class, shape_str
+from .composite import CompositeLayer
 from .core import _config_of, _empty, activation_code
 
 _NO_MASK = np.zeros((0, 0), dtype=np.uint8)
@@ -332,7 +333,7 @@ class GRU(_Recurrent):
         return outputs, [h_last], run_backward
 
 
-class Bidirectional(Layer):
+class Bidirectional(CompositeLayer):
     """Runs a recurrent layer forwards and a copy of it backwards over the sequence and
     merges the two outputs.
 
@@ -369,20 +370,9 @@ class Bidirectional(Layer):
         return (("forward_", self.forward_layer), ("backward_", self.backward_layer))
 
     def build(self, input_shape):
-        for prefix, layer in self._sublayers():
+        for _, layer in self._sublayers():
             layer.ensure_built(input_shape)
-            for key in list(layer.params):
-                self.params[prefix + key] = layer.params[key]
-                self.grads[prefix + key] = layer.grads[key]
-
-    def _sync(self):
-        # The model may rebind this layer's arrays (to views of its flat buffers); the
-        # sublayers always read through this layer's dicts.
-        for prefix, layer in self._sublayers():
-            for key in layer.params:
-                layer.params[key] = self.params[prefix + key]
-                layer.grads[key] = self.grads[prefix + key]
-            layer.trainable = self.trainable
+        self._adopt()
 
     def check_input_shape(self, shape):
         self.forward_layer.check_input_shape(shape)
