@@ -21,11 +21,12 @@ def process_age() -> float:
         return time.perf_counter() - _T0
 
 
-MODELS = ("mlp", "cnn", "charlm")
+MODELS = ("mlp", "cnn", "charlm", "transformer")
+TEXT_MODELS = ("charlm", "transformer")
 # Per-sample input shape each example model reads the 8x8 digits as.
 INPUT_SHAPES = {"mlp": (64,), "cnn": (1, 8, 8)}
-DEFAULT_EPOCHS = {"mlp": 40, "cnn": 20, "charlm": 10}
-DEFAULT_LEARNING_RATES = {"mlp": 1e-3, "cnn": 1e-3, "charlm": 3e-3}
+DEFAULT_EPOCHS = {"mlp": 40, "cnn": 20, "charlm": 10, "transformer": 10}
+DEFAULT_LEARNING_RATES = {"mlp": 1e-3, "cnn": 1e-3, "charlm": 3e-3, "transformer": 1e-3}
 
 
 def build_model(name: str, input_shape, num_classes: int):
@@ -72,6 +73,22 @@ def build_charlm(vocabulary: int):
     ], name="shakespeare_charlm")
 
 
+def build_transformer_lm(vocabulary: int, max_len: int):
+    """The character-level Transformer of ``nnjit train --model transformer``: token and
+    position embeddings, two causal pre-norm encoder blocks, next-character logits."""
+    import nnjit as nj
+    from nnjit.layers import Dense, LayerNormalization, PositionalEmbedding, TransformerEncoder
+
+    return nj.Sequential([
+        nj.Input((None,)),
+        PositionalEmbedding(max_len, 128, input_dim=vocabulary),
+        TransformerEncoder(4, 256, causal=True),
+        TransformerEncoder(4, 256, causal=True),
+        LayerNormalization(),
+        Dense(vocabulary),
+    ], name="shakespeare_transformer")
+
+
 CHARLM_PROMPT = "KING RICHARD III:\n"
 
 
@@ -87,10 +104,10 @@ def train_charlm(args) -> int:
     x, y = nj.textgen.next_char_windows(ids[:cut], args.steps)
     x_val, y_val = nj.textgen.next_char_windows(ids[cut:], args.steps)
     prompt = CHARLM_PROMPT if all(c in index for c in CHARLM_PROMPT) else text[:text.index("\n") + 1]
-    model = build_charlm(len(chars))
+    model = build_charlm(len(chars)) if args.model == "charlm" else build_transformer_lm(len(chars), args.steps)
     model.compile(nj.optimizers.Adam(learning_rate=args.learning_rate, clipnorm=5.0),
                   nj.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    print(f"nnjit train: model 'charlm' on the bundled Shakespeare ({len(text):,} characters, {len(chars)} distinct; "
+    print(f"nnjit train: model {args.model!r} on the bundled Shakespeare ({len(text):,} characters, {len(chars)} distinct; "
           f"{len(x)} training windows of {args.steps}), {nj.get_num_threads()} threads")
 
     class Samples(nj.callbacks.Callback):
@@ -102,7 +119,7 @@ def train_charlm(args) -> int:
 
         def on_epoch_end(self, epoch, logs=None):
             sample = nj.textgen.generate(self.model, prompt, chars, index, length=args.sample_length,
-                                         temperature=0.7)
+                                         temperature=0.7, steps=args.steps)
             print(f"--- sample after epoch {epoch + 1} (validation loss {logs.get('val_loss', float('nan')):.3f}):")
             print(sample)
             print("---", flush=True)
@@ -147,7 +164,7 @@ def cmd_train(args) -> int:
     if args.threads:
         nj.set_num_threads(args.threads)
     nj.set_seed(args.seed)
-    if args.model == "charlm":
+    if args.model in TEXT_MODELS:
         return train_charlm(args)
     (x_train, y_train), (x_test, y_test) = nj.datasets.load_digits()
     shape = INPUT_SHAPES[args.model]
@@ -214,12 +231,12 @@ def main(argv=None) -> int:
 
     t = sub.add_parser("train", help="train an example model on the bundled digits")
     t.add_argument("--model", default="mlp", choices=MODELS)
-    t.add_argument("--epochs", type=int, default=None, help="default: 40 for mlp, 20 for cnn, 10 for charlm")
+    t.add_argument("--epochs", type=int, default=None, help="default: 40 for mlp, 20 for cnn, 10 for charlm and transformer")
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--learning-rate", type=float, default=None, help="default: 0.001 (charlm 0.003)")
-    t.add_argument("--steps", type=int, default=64, help="charlm: characters per training window")
-    t.add_argument("--sample-length", type=int, default=300, help="charlm: characters generated after each epoch")
-    t.add_argument("--max-chars", type=int, default=None, help="charlm: train on the first N characters only")
+    t.add_argument("--steps", type=int, default=64, help="charlm, transformer: characters per training window")
+    t.add_argument("--sample-length", type=int, default=300, help="charlm, transformer: characters generated after each epoch")
+    t.add_argument("--max-chars", type=int, default=None, help="charlm, transformer: train on the first N characters only")
     t.add_argument("--out", default="./nnjit-out", help="folder for the weights and the training-curve PNG")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")

@@ -53,6 +53,14 @@ def test_train_charlm_prints_samples(tmp_path, capsys):
     assert (tmp_path / "charlm.weights.safetensors").exists()
 
 
+def test_train_transformer_language_model(tmp_path, capsys):
+    code = cli.main(["train", "--model", "transformer", "--epochs", "1", "--max-chars", "4000", "--steps", "16",
+                     "--sample-length", "30", "--out", str(tmp_path), "--verbose", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and "'transformer'" in out and "--- sample after epoch 1" in out
+    assert (tmp_path / "transformer.weights.safetensors").exists()
+
+
 def test_info_prints_runtime(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out

@@ -420,6 +420,18 @@ class TransformerEncoder(CompositeLayer):
 
         return y, backward
 
+    def attention_scores(self, x, mask=None):
+        """The attention weights (batch, heads, time, time) of this block for inputs ``x``
+        (inference mode), for inspection."""
+        from ..models.validation import as_input_array
+
+        x = as_input_array(x, "x", self.name)
+        self.ensure_built(x.shape[1:])
+        self.check_input_shape(x.shape[1:])
+        self._sync()
+        attention_input = self.norm1(x) if self.norm_first else x
+        return self.attention(attention_input, return_attention_scores=True, mask=mask)[1]
+
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "ff_dim": self.ff_dim, "dropout": self.dropout,
                 "norm_first": self.norm_first, "activation": self.activation, "causal": self.causal,

@@ -231,6 +231,18 @@ def test_transformer_classifier_learns_a_sequence_task():
     assert model.evaluate(x[2048:], y[2048:])["accuracy"] > 0.95  # always answering "yes" scores 0.61
 
 
+def test_transformer_attention_scores_for_inspection():
+    nj.set_seed(10)
+    block = TransformerEncoder(2, 8, causal=True)
+    x = _x((3, 5, 4), seed=14, dtype=np.float32)
+    scores = block.attention_scores(x)
+    assert scores.shape == (3, 2, 5, 5)
+    np.testing.assert_allclose(scores.sum(-1), 1.0, rtol=1e-5)
+    assert np.all(np.triu(scores[0, 0], 1) == 0)
+    _, expected = block.attention(block.norm1(x), return_attention_scores=True)
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+
+
 def test_padding_mask_reaches_attention():
     nj.set_seed(9)
     model = nj.Sequential([nj.Input((6,)), Embedding(10, 8, mask_zero=True), TransformerEncoder(2, 8),
