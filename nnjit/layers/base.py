@@ -30,7 +30,8 @@ def get_layer_class(name: str):
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    # Conv2D -> conv2d, MaxPool2D -> max_pool2d, SimpleRNN -> simple_rnn (as Keras).
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])|(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
 def unique_name(prefix: str) -> str:
