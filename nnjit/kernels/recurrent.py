@@ -294,7 +294,7 @@ def _rnn_forward_rows(x2, w, u, b, h0, code, mask, reverse, z, y, h_prev, output
                     _tanh_inplace(z[i, t])
                 else:
                     _sigmoid_inplace(z[i, t])
-        else:
+        elif code != LINEAR:  # linear: y is z, nothing to do
             activation_rows(z[i0:i1, t], y[i0:i1, t], code, 0, i1 - i0)
         for i in range(i0, i1):
             hn = h_last[i] if last else h_prev[i, tn]
