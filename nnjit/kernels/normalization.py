@@ -99,24 +99,35 @@ def _buffer(x):
 
 
 @njit(cache=True)
+def _features(x):
+    # (A, C, 1) as (A, C): a row's slice [c0:c1] of a 2-D C array is typed contiguous
+    # and indexed from 0, which LLVM vectorizes.  Indexing x[a, c0 + k, 0] instead
+    # carries Numba's negative-index wraparound check on every element and does not.
+    return x.reshape(x.shape[0], x.shape[1])
+
+
+@njit(cache=True)
 def _statistics(x, c0, c1, mean, var, buf):
     """Batch mean and biased variance of channels [c0, c1) into mean[k], var[k], k = c - c0;
     buf: scratch from ``_buffer``."""
     rows, size = x.shape[0], x.shape[2]
     count = rows * size
     if size == 1:
+        x2 = _features(x)
         width = c1 - c0
         for k in range(width):
             mean[k] = 0.0
             var[k] = 0.0
         for a in range(rows):
+            xr = x2[a, c0:c1]
             for k in range(width):
-                mean[k] += x[a, c0 + k, 0]
+                mean[k] += xr[k]
         for k in range(width):
             mean[k] /= count
         for a in range(rows):
+            xr = x2[a, c0:c1]
             for k in range(width):
-                d = x[a, c0 + k, 0] - mean[k]
+                d = xr[k] - mean[k]
                 var[k] += d * d
         for k in range(width):
             var[k] /= count
@@ -134,10 +145,14 @@ def _affine(x, y, c0, c1, mean, scale, shift):
     In float64, so that a large mean cancels exactly, rounded once on store."""
     rows, size = x.shape[0], x.shape[2]
     if size == 1:
+        x2 = _features(x)
+        y2 = _features(y)
         width = c1 - c0
         for a in range(rows):
+            xr = x2[a, c0:c1]
+            yr = y2[a, c0:c1]
             for k in range(width):
-                y[a, c0 + k, 0] = (x[a, c0 + k, 0] - mean[k]) * scale[k] + shift[k]
+                yr[k] = (xr[k] - mean[k]) * scale[k] + shift[k]
     else:
         for c in range(c0, c1):
             mu = mean[c - c0]
@@ -156,15 +171,19 @@ def _gradient_sums(dy, x, c0, c1, mean, sum_dy, sum_dy_xmu, buf_dy, buf_dy_xmu):
     buf_dy, buf_dy_xmu: scratch from ``_buffer``."""
     rows, size = x.shape[0], x.shape[2]
     if size == 1:
+        x2 = _features(x)
+        dy2 = _features(dy)
         width = c1 - c0
         for k in range(width):
             sum_dy[k] = 0.0
             sum_dy_xmu[k] = 0.0
         for a in range(rows):
+            xr = x2[a, c0:c1]
+            gr = dy2[a, c0:c1]
             for k in range(width):
-                g = np.float64(dy[a, c0 + k, 0])
+                g = np.float64(gr[k])
                 sum_dy[k] += g
-                sum_dy_xmu[k] += g * (x[a, c0 + k, 0] - mean[k])
+                sum_dy_xmu[k] += g * (xr[k] - mean[k])
     else:
         for c in range(c0, c1):
             sum_dy[c - c0], sum_dy_xmu[c - c0] = _channel_gradient_sums(dy, x, c, mean[c - c0], buf_dy, buf_dy_xmu)
@@ -175,11 +194,16 @@ def _input_gradient(dy, x, dx, c0, c1, mean, coef_dy, coef_xmu, const):
     """dx = coef_dy[k] * dy + coef_xmu[k] * (x - mean[k]) + const[k], in float64."""
     rows, size = x.shape[0], x.shape[2]
     if size == 1:
+        x2 = _features(x)
+        dy2 = _features(dy)
+        dx2 = _features(dx)
         width = c1 - c0
         for a in range(rows):
+            xr = x2[a, c0:c1]
+            gr = dy2[a, c0:c1]
+            out = dx2[a, c0:c1]
             for k in range(width):
-                c = c0 + k
-                dx[a, c, 0] = coef_dy[k] * dy[a, c, 0] + coef_xmu[k] * (x[a, c, 0] - mean[k]) + const[k]
+                out[k] = coef_dy[k] * gr[k] + coef_xmu[k] * (xr[k] - mean[k]) + const[k]
     else:
         for c in range(c0, c1):
             k = c - c0
