@@ -55,7 +55,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .activations import block_bounds
 from .blas import gemm
@@ -80,33 +80,42 @@ _ONE = np.uint64(1)
 
 @intrinsic
 def _pow2(typingctx, k):
-    """2.0 ** k for an integral float64 k in [-1022, 1023], from its bits: no call and no
-    branch, so loops using it vectorize (k + 2**52 + 1023 holds k + 1023 in its low
-    mantissa bits, which a shift moves into the exponent field)."""
-    if k != types.float64:
+    """2 ** k for an integral float k in the normal exponent range, built from its bits:
+    no call and no branch, so loops using it vectorize.  Adding 2**52 + 1023 (float64) or
+    2**23 + 127 (float32) leaves k + bias in the low mantissa bits, which a shift moves
+    into the exponent field."""
+    if k == types.float64:
+        fty, ity, magic, shift = ir.DoubleType(), ir.IntType(64), 4503599627370496.0 + 1023.0, 52
+    elif k == types.float32:
+        fty, ity, magic, shift = ir.FloatType(), ir.IntType(32), 8388608.0 + 127.0, 23
+    else:
         return None
 
     def codegen(context, builder, signature, args):
-        shifted = builder.fadd(args[0], ir.Constant(ir.DoubleType(), 4503599627370496.0 + 1023.0))
-        bits = builder.shl(builder.bitcast(shifted, ir.IntType(64)), ir.Constant(ir.IntType(64), 52))
-        return builder.bitcast(bits, ir.DoubleType())
+        shifted = builder.fadd(args[0], ir.Constant(fty, magic))
+        bits = builder.shl(builder.bitcast(shifted, ity), ir.Constant(ity, shift))
+        return builder.bitcast(bits, fty)
 
-    return types.float64(types.float64), codegen
+    return k(k), codegen
 
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # Cody-Waite split of ln 2 (fdlibm)
 _LN2_LO = 1.90821492927058770002e-10
 
+# float32 constants (Cephes expf): float64 constants would promote the arithmetic.
+_F32 = np.float32
+_LIMIT_F32 = _F32(-87.0)
+_LOG2E_F32 = _F32(_LOG2E)
+_HALF_F32 = _F32(0.5)
+_ONE_F32 = _F32(1.0)
+_LN2_HI_F32 = _F32(0.693359375)
+_LN2_LO_F32 = _F32(-2.12194440e-4)
+_EXPF = (_F32(1.9875691500e-4), _F32(1.3981999507e-3), _F32(8.3334519073e-3), _F32(4.1665795894e-2),
+         _F32(1.6666665459e-1), _F32(5.0000001201e-1))
 
-@njit(cache=True, inline="always")
-def _exp_nonpositive(y):
-    """exp(y) for float64 y <= 0, to a few ulp, as plain arithmetic.
 
-    math.exp is a call into libm that keeps the loop around it scalar; softmax arguments
-    are score - max <= 0, so no overflow branch is needed.  y below -708 is taken as -708
-    (exp underflows to about 3e-308 there, as good as zero next to the maximum's 1).
-    """
+def _exp_f64(y):
     y = -708.0 if y < -708.0 else y
     n = np.floor(y * _LOG2E + 0.5)
     r = (y - n * _LN2_HI) - n * _LN2_LO  # |r| <= ln(2) / 2
@@ -115,6 +124,36 @@ def _exp_nonpositive(y):
         1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
             1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800)))))))))))))
     return p * _pow2(n)
+
+
+def _exp_f32(y):
+    y = _LIMIT_F32 if y < _LIMIT_F32 else y
+    n = np.floor(y * _LOG2E_F32 + _HALF_F32)
+    r = (y - n * _LN2_HI_F32) - n * _LN2_LO_F32
+    c0, c1, c2, c3, c4, c5 = _EXPF
+    p = (((((c0 * r + c1) * r + c2) * r + c3) * r + c4) * r + c5) * (r * r) + r + _ONE_F32
+    return p * _pow2(n)
+
+
+def _exp_nonpositive(y):
+    """exp(y) for y <= 0 in y's own precision, to about 1 ulp (float64) or 1.5 ulp
+    (float32), as plain arithmetic.
+
+    math.exp is a call into libm that keeps the loop around it scalar; softmax arguments
+    are score - max <= 0, so no overflow branch is needed.  Arguments below -708 (float64)
+    or -87 (float32) are clamped there: exp is about 3e-308 or 2e-38, as good as zero next
+    to the maximum's 1.  float32 runs twice the lanes of float64 with half the terms.
+    """
+    return math.exp(y)
+
+
+@overload(_exp_nonpositive, inline="always")
+def _exp_nonpositive_typed(y):
+    if y == types.float32:
+        return _exp_f32
+    if y == types.float64:
+        return _exp_f64
+    return None
 
 
 @njit(cache=True, inline="always")
@@ -133,20 +172,52 @@ def _hash_bits(seed, n):
     return z >> _S11
 
 
+# The loops below run over views indexed from 0: a loop from a variable start keeps Numba's
+# negative-index wraparound in every access, and LLVM then leaves the loop scalar.
+
+
 @njit(cache=True, error_model="numpy")
-def _dropout_row(row, lo, hi, seed, n0, stride, threshold, inv_keep):
-    """Dropout along a row of weights whose counters are n0 + i * stride, for i in [lo, hi)."""
-    for i in range(lo, hi):
+def _dropout_row(row, seed, n0, stride, threshold, inv_keep):
+    """Dropout along a row of weights whose counters are n0 + i * stride (uint64)."""
+    for i in range(row.shape[0]):
         keep = _hash_bits(seed, n0 + np.uint64(i) * stride) >= threshold
         row[i] = row[i] * inv_keep if keep else 0.0
 
 
 @njit(cache=True, inline="always")
+def _zero(a):
+    for i in range(a.shape[0]):
+        a[i] = 0.0
+
+
+@njit(cache=True, inline="always")
 def _zero_rows(a):
     for r in range(a.shape[0]):
-        row = a[r]
-        for c in range(row.shape[0]):
-            row[c] = 0.0
+        _zero(a[r])
+
+
+@njit(cache=True, inline="always")
+def _max_into(row, top):
+    """top = max(top, row) elementwise."""
+    for i in range(row.shape[0]):
+        x = row[i]
+        top[i] = x if x > top[i] else top[i]
+
+
+@njit(cache=True, inline="always")
+def _exp_sum(row, m, l):
+    """row = exp(row - m) and l += row, elementwise (row <= m)."""
+    for i in range(row.shape[0]):
+        p = _exp_nonpositive(row[i] - m[i])
+        row[i] = p
+        l[i] += p
+
+
+@njit(cache=True, inline="always")
+def _exp_rows(row, lse):
+    """row = exp(row - lse), elementwise: probabilities recomputed from the log-sum-exp."""
+    for i in range(row.shape[0]):
+        row[i] = _exp_nonpositive(row[i] - lse[i])
 
 
 @njit(cache=True, inline="always")
@@ -174,9 +245,12 @@ def _key_tile_padded(key_mask, b, j0, j1):
 
 @njit(cache=True, error_model="numpy")
 def _forward_tile(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse, b, h, i0, i1,
-                  st, m, l, alpha):
-    """Output rows [i0, i1) of pair (b, h); st: (KEY_TILE, QUERY_TILE) scratch of the dtype,
-    m, l, alpha: (QUERY_TILE,) float64 scratch."""
+                  st, m, top, l, alpha):
+    """Output rows [i0, i1) of pair (b, h).  Scratch: st (KEY_TILE, QUERY_TILE) and m, top
+    (QUERY_TILE,) of the dtype; l, alpha (QUERY_TILE,) float64.
+
+    The running maximum m is kept in the dtype (a maximum is exact), so that score - m
+    and its exp run in float32 for float32 data; the running sum l is float64."""
     n_heads, tq, tk = q.shape[1], q.shape[2], k.shape[2]
     offset = tk - tq
     ni = i1 - i0
@@ -203,23 +277,19 @@ def _forward_tile(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse
             continue
         s = st[:nj, :ni]
         gemm(kb[j0:j1], qt, s, False, True, scale, 0.0)
-        # alpha holds the tile's maximum per query until the running maximum is updated.
         for i in range(ni):
-            alpha[i] = -np.inf
+            top[i] = -np.inf
         for r in range(nj):
             gj = j0 + r
             if masked and key_mask[b, gj] == 0:
                 continue
-            row = s[r]
-            for i in range(_causal_start(gj, offset, i0, causal), ni):
-                x = row[i]
-                alpha[i] = x if x > alpha[i] else alpha[i]
+            lo = min(_causal_start(gj, offset, i0, causal), ni)
+            _max_into(st[r, lo:ni], top[lo:ni])
         rescale = False
         for i in range(ni):
-            top = alpha[i]
-            if top > m[i]:
-                a = math.exp(m[i] - top)  # 0 while m is -inf
-                m[i] = top
+            if top[i] > m[i]:
+                a = math.exp(np.float64(m[i]) - np.float64(top[i]))  # 0 while m is -inf
+                m[i] = top[i]
                 l[i] *= a
                 alpha[i] = a
                 rescale = True
@@ -234,20 +304,14 @@ def _forward_tile(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse
                         orow[c] *= a
         for r in range(nj):
             gj = j0 + r
-            row = s[r]
             if masked and key_mask[b, gj] == 0:
-                for i in range(ni):
-                    row[i] = 0.0
+                _zero(st[r, :ni])
                 continue
             lo = min(_causal_start(gj, offset, i0, causal), ni)
-            for i in range(lo):
-                row[i] = 0.0
-            for i in range(lo, ni):
-                p = _exp_nonpositive(row[i] - m[i])
-                row[i] = p
-                l[i] += p
+            _zero(st[r, :lo])
+            _exp_sum(st[r, lo:ni], m[lo:ni], l[lo:ni])
             if dropout:
-                _dropout_row(row, lo, ni, useed, (n_pair + np.uint64(i0)) * np.uint64(tk) + np.uint64(gj),
+                _dropout_row(st[r, lo:ni], useed, (n_pair + np.uint64(i0 + lo)) * np.uint64(tk) + np.uint64(gj),
                              np.uint64(tk), threshold, inv_keep)
         gemm(s, vb[j0:j1], ot, True, False, 1.0, 1.0)
         first = False
@@ -257,7 +321,7 @@ def _forward_tile(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse
             orow = ot[i]
             for c in range(orow.shape[0]):
                 orow[c] *= inv
-            lse[b, h, i0 + i] = m[i] + math.log(l[i])
+            lse[b, h, i0 + i] = np.float64(m[i]) + math.log(l[i])
         else:
             lse[b, h, i0 + i] = -np.inf
 
@@ -268,14 +332,15 @@ def _forward_items(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, ls
     n_heads, tq = q.shape[1], q.shape[2]
     tiles = (tq + QUERY_TILE - 1) // QUERY_TILE
     st = np.empty((KEY_TILE, min(QUERY_TILE, tq)), dtype=q.dtype)
-    m = np.empty(QUERY_TILE, dtype=np.float64)
+    m = np.empty(QUERY_TILE, dtype=q.dtype)
+    top = np.empty(QUERY_TILE, dtype=q.dtype)
     l = np.empty(QUERY_TILE, dtype=np.float64)
     alpha = np.empty(QUERY_TILE, dtype=np.float64)
     for t in range(t0, t1):
         pair = t // tiles
         i0 = (t % tiles) * QUERY_TILE
         _forward_tile(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse,
-                      pair // n_heads, pair % n_heads, i0, min(i0 + QUERY_TILE, tq), st, m, l, alpha)
+                      pair // n_heads, pair % n_heads, i0, min(i0 + QUERY_TILE, tq), st, m, top, l, alpha)
 
 
 @njit(cache=True, parallel=True)
@@ -309,16 +374,18 @@ def attention_forward(q, k, v, key_mask, causal, scale, dropout_rate, seed, nblo
 
 @njit(cache=True, error_model="numpy")
 def _backward_pair(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rate, seed, dq, dk, dv, b, h,
-                   p_buf, pd_buf, dp_buf, delta):
-    """Gradients of pair (b, h) into dq, dk, dv (zeroed by the caller).  p_buf, pd_buf,
-    dp_buf: (KEY_TILE, QUERY_TILE) scratch of the dtype (pd_buf used with dropout only);
-    delta: (Tq,) float64 scratch."""
+                   p_buf, pd_buf, dp_buf, delta, lse_row):
+    """Gradients of pair (b, h) into dq, dk, dv (zeroed by the caller).  Scratch of the
+    dtype: p_buf, pd_buf, dp_buf (KEY_TILE, QUERY_TILE) (pd_buf used with dropout only);
+    delta, lse_row (Tq,).  D and lse are rounded to the dtype so that the elementwise
+    loops run in float32 for float32 data."""
     n_heads, tq, tk = q.shape[1], q.shape[2], k.shape[2]
     offset = tk - tq
     qb, kb, vb = q[b, h], k[b, h], v[b, h]
     gb, ob = dout[b, h], out[b, h]
     dqb, dkb, dvb = dq[b, h], dk[b, h], dv[b, h]
-    lb = lse[b, h]
+    for i in range(tq):
+        lse_row[i] = lse[b, h, i]
     masked = key_mask.shape[0] > 0
     dropout = dropout_rate > 0.0
     threshold = _dropout_threshold(dropout_rate)
@@ -331,6 +398,7 @@ def _backward_pair(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rat
         for c in range(dim):
             acc += np.float64(gb[i, c]) * ob[i, c]
         delta[i] = acc
+    lb = lse_row
     for j0 in range(0, tk, KEY_TILE):
         j1 = min(j0 + KEY_TILE, tk)
         nj = j1 - j0
@@ -346,29 +414,24 @@ def _backward_pair(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rat
             gemm(kb[j0:j1], qb[i0:i1], p, False, True, scale, 0.0)
             for r in range(nj):
                 gj = j0 + r
-                row = p[r]
                 if masked and key_mask[b, gj] == 0:
-                    for i in range(ni):
-                        row[i] = 0.0
+                    _zero(p_buf[r, :ni])
                     continue
                 lo = min(_causal_start(gj, offset, i0, causal), ni)
-                for i in range(lo):
-                    row[i] = 0.0
-                ls = lb[i0:i1]
-                for i in range(lo, ni):
-                    # A query with nothing to attend has lse = -inf but no unmasked entry,
-                    # so it never reaches this loop.
-                    row[i] = _exp_nonpositive(row[i] - ls[i])
+                _zero(p_buf[r, :lo])
+                # A query with nothing to attend has lse = -inf but no unmasked entry, so
+                # it never reaches this exp.
+                _exp_rows(p_buf[r, lo:ni], lb[i0 + lo:i1])
             if dropout:
                 pd = pd_buf[:nj, :ni]
                 for r in range(nj):
                     gj = j0 + r
-                    src = p[r]
-                    dst = pd[r]
+                    src = p_buf[r, :ni]
+                    dst = pd_buf[r, :ni]
                     for i in range(ni):
                         dst[i] = src[i]
                     lo = min(_causal_start(gj, offset, i0, causal), ni)
-                    _dropout_row(dst, lo, ni, useed, (n_pair + np.uint64(i0)) * np.uint64(tk) + np.uint64(gj),
+                    _dropout_row(dst[lo:], useed, (n_pair + np.uint64(i0 + lo)) * np.uint64(tk) + np.uint64(gj),
                                  np.uint64(tk), threshold, inv_keep)
                 gemm(pd, gb[i0:i1], dvb[j0:j1], False, False, 1.0, 1.0)
             else:
@@ -379,8 +442,8 @@ def _backward_pair(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rat
             ds = dp
             dl = delta[i0:i1]
             for r in range(nj):
-                prow = p[r]
-                drow = dp[r]
+                prow = p_buf[r, :ni]
+                drow = dp_buf[r, :ni]
                 if dropout:
                     pdrow = pd_buf[r, :ni]
                     for i in range(ni):
@@ -401,7 +464,8 @@ def _backward_pairs(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_ra
     p_buf = np.empty((KEY_TILE, width), dtype=q.dtype)
     pd_buf = np.empty((KEY_TILE if dropout_rate > 0.0 else 0, width), dtype=q.dtype)
     dp_buf = np.empty((KEY_TILE, width), dtype=q.dtype)
-    delta = np.empty(tq, dtype=np.float64)
+    delta = np.empty(tq, dtype=q.dtype)
+    lse_row = np.empty(tq, dtype=q.dtype)
     for t in range(t0, t1):
         b = t // n_heads
         h = t % n_heads
@@ -409,7 +473,7 @@ def _backward_pairs(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_ra
         _zero_rows(dk[b, h])
         _zero_rows(dv[b, h])
         _backward_pair(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rate, seed, dq, dk, dv, b, h,
-                       p_buf, pd_buf, dp_buf, delta)
+                       p_buf, pd_buf, dp_buf, delta, lse_row)
 
 
 @njit(cache=True, parallel=True)
