@@ -696,7 +696,8 @@ def roc_auc(y_true, scores) -> float:
     arr = _numeric(scores, "scores", owner)
     if arr.ndim == 2 and arr.shape[1] >= 2:
         if arr.shape[1] == 2:
-            return roc_auc(y_true, arr[:, 1])
+            true, _ = _true_labels(y_true, owner)   # labels or one-hot rows
+            return roc_auc(true, arr[:, 1])
         true, c_true = _true_labels(y_true, owner)
         if c_true is not None and c_true != arr.shape[1]:
             raise ValueError(f"{owner}: y_true has {c_true} one-hot columns, scores has {arr.shape[1]}")
@@ -767,7 +768,6 @@ def classification_report(y_true, y_pred, class_names=None, digits=2) -> str:
     report += ("{:>{width}s} " + " {:>9}" * 2 + " {:>9.{digits}f} {:>9}\n").format(
         "accuracy", "", "", accuracy, total, width=width, digits=digits)
     report += row.format("macro avg", precision.mean(), recall.mean(), f1.mean(), total, width=width, digits=digits)
-    weights = support / total
-    report += row.format("weighted avg", float(precision @ weights), float(recall @ weights), float(f1 @ weights),
-                         total, width=width, digits=digits)
+    weighted = [float(np.average(v, weights=support)) for v in (precision, recall, f1)]
+    report += row.format("weighted avg", *weighted, total, width=width, digits=digits)
     return report

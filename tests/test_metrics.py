@@ -430,6 +430,7 @@ def test_roc_auc_class_scores():
     two = rng.random((43, 2))
     yb = (y > 0).astype(int)
     assert metrics.roc_auc(yb, two) == pytest.approx(mann_whitney(yb, two[:, 1]))
+    assert metrics.roc_auc(np.eye(2)[yb], two) == pytest.approx(mann_whitney(yb, two[:, 1]))
     with pytest.raises(ValueError, match=r"classes \[2\]"):
         metrics.roc_auc(np.r_[0, 1, 0, 1], p[:4])
 
