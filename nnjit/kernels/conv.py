@@ -36,6 +36,15 @@ DIRECT_MAX_TAPS = 32
 # OpenBLAS's packing of the weight matrix is paid for too few output columns.
 GEMM_MIN_COLS = 256
 
+# Winograd for 3x3 stride-1 convolutions with at least this many input and output channels
+# (fewer make its 16 GEMMs, of inner dimension C, too thin), and for their input gradient
+# when the layer has at least WINOGRAD_MIN_GRAD_CHANNELS input channels (the gradient's
+# GEMMs have C rows; with fewer, im2col's single GEMM of C * 9 rows is faster), on chunks of
+# images with at least WINOGRAD_MIN_TILES 2x2 tiles in all (perf/conv_shapes.py measures).
+WINOGRAD_MIN_CHANNELS = 8
+WINOGRAD_MIN_GRAD_CHANNELS = 32
+WINOGRAD_MIN_TILES = 128
+
 
 @njit(cache=True)
 def _padded_size(out, kernel, stride, dil):
@@ -49,21 +58,21 @@ def _padded_size(out, kernel, stride, dil):
 
 
 @njit(cache=True)
-def _pad_image(x, n, pad_top, pad_left, xp, hp, wp):
-    """Copy image n of x into the interior of xp (C, hp * wp).  The border is zeroed when xp
-    is allocated and the interior is the same region for every image, so it stays zero."""
-    h = x.shape[2]
-    w = x.shape[3]
+def _pad_planes(src, col0, h, w, pad_top, pad_left, xp, hp, wp):
+    """Copy the (h, w) planes src[c, col0:col0 + h * w] into the interior of xp (C, hp * wp),
+    shifted by (pad_top, pad_left), which may be negative (leading rows and columns dropped).
+    The border is zeroed when xp is allocated and the interior is the same region for every
+    image, so it stays zero."""
     r0 = max(0, pad_top)
     r1 = min(hp, pad_top + h)
     q0 = max(0, pad_left)
-    q1 = min(wp, pad_left + w)
-    for c in range(x.shape[1]):
+    q1 = max(q0, min(wp, pad_left + w))
+    for c in range(xp.shape[0]):
         for r in range(r0, r1):
-            src = x[n, c, r - pad_top, q0 - pad_left:q1 - pad_left]
-            dst = xp[c, r * wp + q0:r * wp + q1]
+            s = src[c, col0 + (r - pad_top) * w + q0 - pad_left:]
+            dst = xp[c, r * wp + q0:]
             for q in range(q1 - q0):
-                dst[q] = src[q]
+                dst[q] = s[q]
 
 
 @njit(cache=True)
@@ -152,9 +161,10 @@ def im2col(x, n0, n1, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
     hp = _padded_size(out_h, kernel_h, stride_h, dil_h)
     wp = _padded_size(out_w, kernel_w, stride_w, dil_w)
     xp = np.zeros((x.shape[1], hp * wp), dtype=x.dtype)
+    x3 = x.reshape((x.shape[0], x.shape[1], x.shape[2] * x.shape[3]))
     p = out_h * out_w
     for n in range(n0, n1):
-        _pad_image(x, n, pad_top, pad_left, xp, hp, wp)
+        _pad_planes(x3[n], 0, x.shape[2], x.shape[3], pad_top, pad_left, xp, hp, wp)
         _im2col_image(xp, wp, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, (n - n0) * p)
 
 
@@ -275,7 +285,7 @@ def _forward_gemm(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_
         else:
             cols = cols_buf[:rows * m * p].reshape((rows, m * p))
             for k in range(m):
-                _pad_image(x, s + k, pad_top, pad_left, xp, hp, wp)
+                _pad_planes(x3[s + k], 0, x.shape[2], x.shape[3], pad_top, pad_left, xp, hp, wp)
                 _im2col_image(xp, wp, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, k * p)
         # One image: the GEMM writes straight into y.  Several: into a buffer whose column
         # blocks are then copied (with bias and activation) into each image's output.
@@ -383,9 +393,10 @@ def _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, ou
     pitch = wp if flat else out_w
     span = (out_h - 1) * wp + out_w if flat else out_h * out_w
     xp = np.zeros((c_in, hp * wp), dtype=x.dtype)
+    x3 = x.reshape((x.shape[0], c_in, x.shape[2] * x.shape[3]))
     acc = np.empty(span, dtype=x.dtype)
     for n in range(i0, i1):
-        _pad_image(x, n, pad_top, pad_left, xp, hp, wp)
+        _pad_planes(x3[n], 0, x.shape[2], x.shape[3], pad_top, pad_left, xp, hp, wp)
         for f in range(f_):
             c0 = (f // fg) * cg
             if flat and kh == 3 and kw == 3:
@@ -394,6 +405,196 @@ def _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, ou
                 _direct_taps(xp, w, f, c0, stride_h, stride_w, dil_h, dil_w, out_h, out_w, wp, flat, span, acc)
             _store_filter(acc, pitch, out_h, out_w, bias, code, y3, z3, n, f)
         _activate_image(code, y3, z3, n)
+
+
+# ---------------------------------------------------------------- Winograd F(2x2, 3x3)
+#
+# A 3x3 stride-1 convolution computed on 2x2 output tiles: each 4x4 input tile d and each
+# filter g are transformed (V = B^T d B, U = G g G^T, additions only), the 16 transformed
+# positions t are 16 independent GEMMs M[t] = U[t] @ V[t] over (filters x channels) @
+# (channels x tiles), and Y = A^T M A gives the 2x2 outputs (Lavin and Gray, 2016).  That is
+# 16 multiply-adds per tile per channel pair instead of 36: the GEMMs are 2.25x smaller than
+# im2col's, for transforms that are a few additions per element.  The rounding error grows by
+# about 2x over a direct sum (1e-6 relative in float32).
+
+
+@njit(cache=True)
+def _use_winograd(w, stride_h, stride_w, dil_h, dil_w, groups, input_grad):
+    """Winograd for 3x3, stride 1, no dilation, ungrouped, with enough channels for its 16
+    GEMMs to beat im2col's one (the input gradient's need more input channels)."""
+    channels = WINOGRAD_MIN_GRAD_CHANNELS if input_grad else WINOGRAD_MIN_CHANNELS
+    return (w.shape[2] == 3 and w.shape[3] == 3 and stride_h == 1 and stride_w == 1 and dil_h == 1 and dil_w == 1
+            and groups == 1 and min(w.shape[0], w.shape[1]) >= WINOGRAD_MIN_CHANNELS and w.shape[1] >= channels)
+
+
+@njit(cache=True)
+def _winograd_weights(w, flip):
+    """U (16, F, C) = G g G^T of every filter w[f, c] (3x3); with ``flip`` the transform of the
+    kernel the input gradient needs instead, (16, C, F) from w[f, c] rotated by 180 degrees."""
+    f_, c_ = w.shape[0], w.shape[1]
+    u = np.empty((16, c_, f_) if flip else (16, f_, c_), dtype=w.dtype)
+    g = np.empty((3, 3), dtype=w.dtype)
+    t = np.empty((4, 3), dtype=w.dtype)
+    for f in range(f_):
+        for c in range(c_):
+            for i in range(3):
+                for j in range(3):
+                    g[i, j] = w[f, c, 2 - i, 2 - j] if flip else w[f, c, i, j]
+            for k in range(3):
+                t[0, k] = g[0, k]
+                t[1, k] = 0.5 * (g[0, k] + g[1, k] + g[2, k])
+                t[2, k] = 0.5 * (g[0, k] - g[1, k] + g[2, k])
+                t[3, k] = g[2, k]
+            r = c if flip else f
+            s = f if flip else c
+            for a in range(4):
+                u[4 * a, r, s] = t[a, 0]
+                u[4 * a + 1, r, s] = 0.5 * (t[a, 0] + t[a, 1] + t[a, 2])
+                u[4 * a + 2, r, s] = 0.5 * (t[a, 0] - t[a, 1] + t[a, 2])
+                u[4 * a + 3, r, s] = t[a, 2]
+    return u
+
+
+@njit(cache=True)
+def _winograd_input(xp, wp, th, tw, v, col0):
+    """v[t, c, col0 + ty * tw + tx] = (B^T d B)[t] for the 4x4 tile d of the padded planes xp
+    (C, (2 th + 2) * wp) at row 2 ty, column 2 tx.
+
+    v's 16 planes are addressed from one flat view with unsigned offsets: with 16 views LLVM
+    would need a runtime overlap check per pair of arrays, give up, and leave the loop scalar."""
+    cp = v.shape[1]
+    nt = v.shape[2]
+    vf = v.reshape(-1)
+    plane = uint64(cp * nt)
+    w1 = uint64(wp)
+    w2 = uint64(2 * wp)
+    w3 = uint64(3 * wp)
+    one = uint64(1)
+    two = uint64(2)
+    three = uint64(3)
+    for c in range(xp.shape[0]):
+        src = xp[c]
+        for ty in range(th):
+            base = uint64(2 * ty * wp)
+            d = uint64(c * nt + col0 + ty * tw)
+            for tx in range(uint64(tw)):
+                o = base + two * tx
+                a0, a1, a2, a3 = src[o], src[o + one], src[o + two], src[o + three]
+                b0, b1, b2, b3 = src[o + w1], src[o + w1 + one], src[o + w1 + two], src[o + w1 + three]
+                c0, c1, c2, c3 = src[o + w2], src[o + w2 + one], src[o + w2 + two], src[o + w2 + three]
+                e0, e1, e2, e3 = src[o + w3], src[o + w3 + one], src[o + w3 + two], src[o + w3 + three]
+                # rows of B^T d, then the same combination of their columns
+                r00, r01, r02, r03 = a0 - c0, a1 - c1, a2 - c2, a3 - c3
+                r10, r11, r12, r13 = b0 + c0, b1 + c1, b2 + c2, b3 + c3
+                r20, r21, r22, r23 = c0 - b0, c1 - b1, c2 - b2, c3 - b3
+                r30, r31, r32, r33 = b0 - e0, b1 - e1, b2 - e2, b3 - e3
+                q = d + tx
+                vf[q] = r00 - r02
+                vf[q + plane] = r01 + r02
+                vf[q + two * plane] = r02 - r01
+                vf[q + three * plane] = r01 - r03
+                vf[q + uint64(4) * plane] = r10 - r12
+                vf[q + uint64(5) * plane] = r11 + r12
+                vf[q + uint64(6) * plane] = r12 - r11
+                vf[q + uint64(7) * plane] = r11 - r13
+                vf[q + uint64(8) * plane] = r20 - r22
+                vf[q + uint64(9) * plane] = r21 + r22
+                vf[q + uint64(10) * plane] = r22 - r21
+                vf[q + uint64(11) * plane] = r21 - r23
+                vf[q + uint64(12) * plane] = r30 - r32
+                vf[q + uint64(13) * plane] = r31 + r32
+                vf[q + uint64(14) * plane] = r32 - r31
+                vf[q + uint64(15) * plane] = r31 - r33
+
+
+@njit(cache=True)
+def _winograd_output(m, rows, th, tw, col0, out):
+    """out[f] (2 th rows of 2 tw) = A^T M A of the tiles m[:, f, col0:col0 + th * tw], f < rows."""
+    fp = m.shape[1]
+    nt = m.shape[2]
+    mf = m.reshape(-1)
+    plane = uint64(fp * nt)
+    pitch = 2 * tw
+    one = uint64(1)
+    two = uint64(2)
+    three = uint64(3)
+    for f in range(rows):
+        dst = out[f]
+        for ty in range(th):
+            s = uint64(f * nt + col0 + ty * tw)
+            d0 = uint64(2 * ty * pitch)
+            d1 = d0 + uint64(pitch)
+            for tx in range(uint64(tw)):
+                q = s + tx
+                m0, m1, m2, m3 = mf[q], mf[q + plane], mf[q + two * plane], mf[q + three * plane]
+                m4, m5 = mf[q + uint64(4) * plane], mf[q + uint64(5) * plane]
+                m6, m7 = mf[q + uint64(6) * plane], mf[q + uint64(7) * plane]
+                m8, m9 = mf[q + uint64(8) * plane], mf[q + uint64(9) * plane]
+                m10, m11 = mf[q + uint64(10) * plane], mf[q + uint64(11) * plane]
+                m12, m13 = mf[q + uint64(12) * plane], mf[q + uint64(13) * plane]
+                m14, m15 = mf[q + uint64(14) * plane], mf[q + uint64(15) * plane]
+                t00, t01, t02, t03 = m0 + m4 + m8, m1 + m5 + m9, m2 + m6 + m10, m3 + m7 + m11
+                t10, t11, t12, t13 = m4 - m8 - m12, m5 - m9 - m13, m6 - m10 - m14, m7 - m11 - m15
+                o = two * tx
+                dst[d0 + o] = t00 + t01 + t02
+                dst[d0 + o + one] = t01 - t02 - t03
+                dst[d1 + o] = t10 + t11 + t12
+                dst[d1 + o + one] = t11 - t12 - t13
+
+
+@njit(cache=True)
+def _winograd_tiles(src, col0, h, w, pad_top, pad_left, th, tw, xp, v, vcol0):
+    """Pad one image's planes src[c, col0:col0 + h * w] into xp and transform its th x tw
+    tiles into v[:, :, vcol0:vcol0 + th * tw]."""
+    wp = 2 * tw + 2
+    _pad_planes(src, col0, h, w, pad_top, pad_left, xp, 2 * th + 2, wp)
+    _winograd_input(xp, wp, th, tw, v, vcol0)
+
+
+@njit(cache=True)
+def _winograd_buffers(cin, cout, cols, vbuf, mbuf):
+    """v (16, cin + 1, cols) and m (16, cout + 1, cols) views of flat buffers.  The extra row
+    keeps the 16 planes off power-of-two strides (64 tiles x 32 channels would put all 16 in
+    the same cache sets)."""
+    v = vbuf[:16 * (cin + 1) * cols].reshape((16, cin + 1, cols))
+    m = mbuf[:16 * (cout + 1) * cols].reshape((16, cout + 1, cols))
+    return v, m
+
+
+@njit(cache=True)
+def _winograd_products(u, v, m):
+    """m[t] = u[t] @ v[t] for the 16 transformed positions (u: (16, Cout, Cin))."""
+    for t in range(16):
+        gemm(u[t], v[t][:u.shape[2]], m[t][:u.shape[1]])
+
+
+@njit(cache=True)
+def _forward_winograd(x, u, bias, pad_top, pad_left, out_h, out_w, code, y3, z3, i0, i1):
+    """Forward of images i0..i1 by Winograd (u: transformed weights (16, F, C))."""
+    cin = u.shape[2]
+    cout = u.shape[1]
+    h = x.shape[2]
+    w = x.shape[3]
+    x3 = x.reshape((x.shape[0], cin, h * w))
+    th = (out_h + 1) // 2
+    tw = (out_w + 1) // 2
+    tiles = th * tw
+    nimg = max(1, (WINOGRAD_MIN_TILES + tiles - 1) // tiles)
+    xp = np.zeros((cin, (2 * th + 2) * (2 * tw + 2)), dtype=x.dtype)
+    vbuf = np.empty(16 * (cin + 1) * nimg * tiles, dtype=x.dtype)
+    mbuf = np.empty(16 * (cout + 1) * nimg * tiles, dtype=x.dtype)
+    out = np.empty((cout, 4 * tiles), dtype=x.dtype)
+    for s in range(i0, i1, nimg):
+        m = min(nimg, i1 - s)
+        v, mm = _winograd_buffers(cin, cout, m * tiles, vbuf, mbuf)
+        for k in range(m):
+            _winograd_tiles(x3[s + k], 0, h, w, pad_top, pad_left, th, tw, xp, v, k * tiles)
+        _winograd_products(u, v, mm)
+        for k in range(m):
+            _winograd_output(mm, cout, th, tw, k * tiles, out)
+            for f in range(cout):
+                _store_filter(out[f], 2 * tw, out_h, out_w, bias, code, y3, z3, s + k, f)
+            _activate_image(code, y3, z3, s + k)
 
 
 @njit(cache=True)
@@ -408,9 +609,11 @@ def _use_direct(w):
 
 
 @njit(cache=True)
-def _forward_images(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
+def _forward_images(x, w, u, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
                     y3, z3, i0, i1):
-    if _use_direct(w):
+    if u.shape[1] > 0:
+        _forward_winograd(x, u, bias, pad_top, pad_left, out_h, out_w, code, y3, z3, i0, i1)
+    elif _use_direct(w):
         _forward_direct(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
                         y3, z3, i0, i1)
     else:
@@ -419,8 +622,9 @@ def _forward_images(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, ou
 
 
 @njit(cache=True)
-def _forward_buffers(x, w, b, out_h, out_w, code):
-    """y3, z3 (N or 0, F, P) and the bias as a full (F,) vector (zeros for no bias).  Allocated
+def _forward_buffers(x, w, b, stride_h, stride_w, out_h, out_w, dil_h, dil_w, groups, code):
+    """y3, z3 (N or 0, F, P), the bias as a full (F,) vector (zeros for no bias) and the
+    Winograd weights (an empty (16, 0, 0) array when Winograd does not apply).  Allocated
     outside the parallel kernel, where np.zeros and slice assignments would each become a
     parallel loop of their own (compile time, and a thread launch each)."""
     n = x.shape[0]
@@ -432,7 +636,11 @@ def _forward_buffers(x, w, b, out_h, out_w, code):
     bias = np.zeros(f_, dtype=x.dtype)
     for f in range(b.shape[0]):
         bias[f] = b[f]
-    return y3, z3, bias
+    if _use_winograd(w, stride_h, stride_w, dil_h, dil_w, groups, False):
+        u = _winograd_weights(w, False)
+    else:
+        u = np.empty((16, 0, 0), dtype=x.dtype)
+    return y3, z3, bias, u
 
 
 @njit(cache=True, parallel=True)
@@ -451,16 +659,16 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
     """
     n = x.shape[0]
     f_ = w.shape[0]
-    y3, z3, bias = _forward_buffers(x, w, b, out_h, out_w, code)
+    y3, z3, bias, u = _forward_buffers(x, w, b, stride_h, stride_w, out_h, out_w, dil_h, dil_w, groups, code)
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        _forward_images(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
-                        y3, z3, *block_bounds(0, 1, n))
+        _forward_images(x, w, u, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
+                        code, y3, z3, *block_bounds(0, 1, n))
     else:
         for t in prange(nb):
             i0, i1 = block_bounds(t, nb, n)
-            _forward_images(x, w, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
-                            code, y3, z3, i0, i1)
+            _forward_images(x, w, u, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
+                            groups, code, y3, z3, i0, i1)
     return y3.reshape((n, f_, out_h, out_w)), z3.reshape((z3.shape[0], f_, out_h, out_w))
 
 
@@ -505,11 +713,13 @@ def _dw_transposed(w, groups):
 
 
 @njit(cache=True)
-def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
+def _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
                    code, need_dx, need_dw, dx, dwt, dbt, i0, i1):
     """Backward of images i0..i1: overwrites their dx, adds their weight and bias gradients
     into dwt (groups, F // groups, C // groups * KH * KW), or its transpose per group when
-    ``_dw_transposed``, and into dbt (F,) or (0,)."""
+    ``_dw_transposed``, and into dbt (F,) or (0,).  The input gradient is a Winograd
+    convolution of dz when u (16, C, F) holds the flipped kernel's transform (``u.shape[1] >
+    0``), else a GEMM into columns and col2im."""
     c_in = x.shape[1]
     f_, cg, kh, kw = w.shape
     fg = f_ // groups
@@ -532,6 +742,19 @@ def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out
     # once at the end (a running scalar sum per filter is one dependent add per element).
     has_db = need_dw and dbt.shape[0] > 0
     db_acc = np.zeros((f_ if has_db else 0, p), dtype=x.dtype)
+    # Winograd input gradient: dx = dz (padded by 2 - pad) correlated with the flipped kernel.
+    wino = need_dx and u.shape[1] > 0
+    h = x.shape[2]
+    wd = x.shape[3]
+    th = (h + 1) // 2
+    tw = (wd + 1) // 2
+    tiles = th * tw if wino else 0
+    dzp = np.zeros((f_ if wino else 0, (2 * th + 2) * (2 * tw + 2)), dtype=x.dtype)
+    vbuf = np.empty(16 * (f_ + 1) * nimg * tiles, dtype=x.dtype)
+    mbuf = np.empty(16 * (c_in + 1) * nimg * tiles, dtype=x.dtype)
+    out = np.empty((c_in if wino else 0, 4 * tiles), dtype=x.dtype)
+    zero_bias = np.zeros(c_in, dtype=x.dtype)
+    no_z = np.empty((0, c_in, h * wd), dtype=x.dtype)
     for s in range(i0, i1, nimg):
         e = min(s + nimg, i1)
         m = e - s
@@ -554,14 +777,23 @@ def _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out
             else:
                 cols = cols_buf[:rows * m * p].reshape((rows, m * p))
                 for k in range(m):
-                    _pad_image(x, s + k, pad_top, pad_left, xp, hp, wp)
+                    _pad_planes(x3[s + k], 0, x.shape[2], x.shape[3], pad_top, pad_left, xp, hp, wp)
                     _im2col_image(xp, wp, kh, kw, stride_h, stride_w, dil_h, dil_w, out_h, out_w, cols, k * p)
             for g in range(groups):
                 if transposed:
                     gemm(cols[g * cgk:(g + 1) * cgk], dz[g * fg:(g + 1) * fg], dwt[g], False, True, 1.0, 1.0)
                 else:
                     gemm(dz[g * fg:(g + 1) * fg], cols[g * cgk:(g + 1) * cgk], dwt[g], False, True, 1.0, 1.0)
-        if need_dx:
+        if wino:
+            v, mm = _winograd_buffers(f_, c_in, m * tiles, vbuf, mbuf)
+            for k in range(m):
+                _winograd_tiles(dz, k * p, out_h, out_w, 2 - pad_top, 2 - pad_left, th, tw, dzp, v, k * tiles)
+            _winograd_products(u, v, mm)
+            for k in range(m):
+                _winograd_output(mm, c_in, th, tw, k * tiles, out)
+                for c in range(c_in):
+                    _store_filter(out[c], 2 * tw, h, wd, zero_bias, LINEAR, dx3, no_z, s + k, c)
+        elif need_dx:
             # The column buffer is free again once dw is done: reuse it for the column
             # gradient, and xp for the padded image gradient.
             if pointwise:
@@ -641,6 +873,7 @@ def _backward_depthwise(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left
     flat = stride_h == 1 and stride_w == 1
     span = (out_h - 1) * wp + out_w
     xp = np.zeros((c_in if need_dw else 0, hp * wp), dtype=x.dtype)
+    x3 = x.reshape((x.shape[0], c_in, x.shape[2] * x.shape[3]))
     dxp = np.zeros((c_in if need_dx else 0, hp * wp), dtype=x.dtype)
     # dz of one filter in the wide layout of the padded image (row pitch wp); the wp - out_w
     # columns past each row stay zero, so they add nothing to dw and dx.
@@ -662,7 +895,7 @@ def _backward_depthwise(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left
                 for q in range(p):
                     acc[q] += src[q]
         if need_dw:
-            _pad_image(x, n, pad_top, pad_left, xp, hp, wp)
+            _pad_planes(x3[n], 0, x.shape[2], x.shape[3], pad_top, pad_left, xp, hp, wp)
         for f in range(f_):
             g = f // fg
             dzf = dz[f]
@@ -715,21 +948,22 @@ def _backward_depthwise(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left
 
 
 @njit(cache=True)
-def _backward_images(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
-                     code, need_dx, need_dw, dx, dwt, dbt, i0, i1):
+def _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
+                     groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1):
     if w.shape[1] == 1:
         _backward_depthwise(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
                             groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
     else:
-        _backward_gemm(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
-                       code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
+        _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
+                       groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
 
 
 @njit(cache=True)
-def _backward_buffers(x, w, db, groups, need_dx, need_dw, nb):
-    """dx and the per-block gradient buffers, allocated outside the parallel kernel (see
-    ``_forward_buffers``).  Block 0 accumulates straight into dw and db, the other blocks into
-    their own buffers; a transposed weight gradient goes to buffers from every block."""
+def _backward_buffers(x, w, db, stride_h, stride_w, dil_h, dil_w, groups, need_dx, need_dw, nb):
+    """dx, the per-block gradient buffers and the Winograd transform of the flipped kernel
+    (empty when not used), allocated outside the parallel kernel (see ``_forward_buffers``).
+    Block 0 accumulates straight into dw and db, the other blocks into their own buffers; a
+    transposed weight gradient goes to buffers from every block."""
     f_, cg, kh, kw = w.shape
     fg = f_ // groups
     cgk = cg * kh * kw
@@ -743,7 +977,11 @@ def _backward_buffers(x, w, db, groups, need_dx, need_dw, nb):
     else:
         dw_part = np.zeros((nb - 1, groups, fg, cgk), dtype=x.dtype)
     db_part = np.zeros((nb - 1, db.shape[0] if need_dw else 0), dtype=x.dtype)
-    return dx, dw_part, db_part, first
+    if need_dx and _use_winograd(w, stride_h, stride_w, dil_h, dil_w, groups, True):
+        u = _winograd_weights(w, True)
+    else:
+        u = np.empty((16, 0, 0), dtype=x.dtype)
+    return dx, dw_part, db_part, first, u
 
 
 @njit(cache=True)
@@ -787,17 +1025,18 @@ def conv2d_backward(dy, x, w, y, z, stride_h, stride_w, pad_top, pad_left, dil_h
     z3 = z.reshape((z.shape[0], f_, p))
     dwv = dw.reshape((groups, f_ // groups, dw.size // f_))
     nb = max(1, min(n, nblocks))
-    dx, dw_part, db_part, first = _backward_buffers(x, w, db, groups, need_dx, need_dw, nb)
+    dx, dw_part, db_part, first, u = _backward_buffers(x, w, db, stride_h, stride_w, dil_h, dil_w, groups, need_dx,
+                                                       need_dw, nb)
     if nb == 1:
         dwt = dwv if first == 1 else dw_part[0]
-        _backward_images(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
-                         code, need_dx, need_dw, dx, dwt, db, *block_bounds(0, 1, n))
+        _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
+                         groups, code, need_dx, need_dw, dx, dwt, db, *block_bounds(0, 1, n))
     else:
         for t in prange(nb):
             i0, i1 = block_bounds(t, nb, n)
             dwt = dwv if t < first else dw_part[t - first]
             dbt = db if t == 0 else db_part[t - 1]
-            _backward_images(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
+            _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
                              groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
     if need_dw:
         _reduce_parts(dwv, db, dw_part, db_part, first == 0)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from nnjit.kernels.activations import CODES
-from nnjit.kernels.conv import DIRECT_MAX_TAPS, col2im, conv2d_backward, conv2d_forward, im2col
+from nnjit.kernels.conv import (DIRECT_MAX_TAPS, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_GRAD_CHANNELS, col2im,
+                                conv2d_backward, conv2d_forward, im2col)
 
 from test_activation_kernels import reference
 
@@ -172,6 +173,12 @@ CHANNELS = {
     "groups2-direct": (2, 4, 6),
     "depthwise": (4, 4, 8),
 }
+# 3x3 stride-1 ungrouped convolutions with enough channels take Winograd: forward only, or
+# forward and input gradient.
+WINOGRAD = {
+    "winograd": (1, WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_CHANNELS + 1),
+    "winograd-grad": (1, WINOGRAD_MIN_GRAD_CHANNELS, WINOGRAD_MIN_CHANNELS),
+}
 
 
 @pytest.mark.parametrize("channels", sorted(CHANNELS))
@@ -189,12 +196,13 @@ def test_forward_backward_match_reference(stride, padding, dilation, channels):
                 _check_case(x, w, b, stride, dilation, padding, groups, name, nblocks, use_bias)
 
 
-@pytest.mark.parametrize("channels", sorted(CHANNELS))
+@pytest.mark.parametrize("channels", sorted(CHANNELS) + sorted(WINOGRAD))
 @pytest.mark.parametrize("dilation", [(1, 1), (2, 2), (1, 2)])
-@pytest.mark.parametrize("padding", ["valid", "same", 2])
+@pytest.mark.parametrize("padding", ["valid", "same", 2, 3])
 def test_3x3_stride_1(padding, dilation, channels):
-    """The common 3x3 stride-1 case, which the direct path computes nine taps per pass."""
-    groups, c, f = CHANNELS[channels]
+    """The common 3x3 stride-1 case: nine taps per pass on the direct path, Winograd for many
+    channels (without dilation), on an odd 8x7 input (a partial 2x2 tile at the edge)."""
+    groups, c, f = {**CHANNELS, **WINOGRAD}[channels]
     x, w, b = _problem(3, c, 8, 7, f, c // groups, 3, 3, seed=5)
     for nblocks in (1, 2):
         _check_case(x, w, b, (1, 1), dilation, padding, groups, "relu", nblocks, True)
@@ -202,9 +210,9 @@ def test_3x3_stride_1(padding, dilation, channels):
 
 
 @pytest.mark.parametrize("name", sorted(CODES))
-@pytest.mark.parametrize("channels", ["gemm", "direct"])
+@pytest.mark.parametrize("channels", ["gemm", "direct", "winograd"])
 def test_every_activation(name, channels):
-    groups, c, f = CHANNELS[channels]
+    groups, c, f = {**CHANNELS, **WINOGRAD}[channels]
     x, w, b = _problem(2, c, 6, 5, f, c // groups, 3, 3, seed=7)
     _check_case(x, w, b, (1, 1), (1, 1), "same", groups, name, 2, True)
 
@@ -222,18 +230,19 @@ def test_kernel_shapes(kernel, stride, padding):
         _check_case(x, w, b, stride, (1, 1), padding, 1, "relu", nblocks, True)
 
 
-@pytest.mark.parametrize("channels", ["gemm", "direct", "depthwise"])
+@pytest.mark.parametrize("channels", ["gemm", "direct", "depthwise", "winograd-grad"])
 def test_large_images_one_per_gemm(channels):
     """Outputs of 20x24 pixels: one image per GEMM (no side-by-side images), several per block."""
-    groups, c, f = CHANNELS[channels]
+    groups, c, f = {**CHANNELS, **WINOGRAD}[channels]
     x, w, b = _problem(5, c, 20, 24, f, c // groups, 3, 3, seed=3)
     for nblocks in (1, 2, 3):
         _check_case(x, w, b, (1, 1), (1, 1), "same", groups, "relu", nblocks, True)
 
 
-@pytest.mark.parametrize("c, f, groups", [(16, 40, 1), (3, 32, 1), (24, 24, 24)])
+@pytest.mark.parametrize("c, f, groups", [(16, 40, 1), (40, 24, 1), (16, 40, 2), (3, 32, 1), (24, 24, 24)])
 def test_float32(c, f, groups):
-    """float32 on im2col + GEMM, direct (27 taps) and depthwise shapes, against float64."""
+    """float32 on Winograd (forward only, and with the input gradient), im2col + GEMM
+    (grouped), direct (27 taps) and depthwise shapes, against float64."""
     rng = np.random.default_rng(11)
     x = rng.standard_normal((9, c, 17, 15)).astype(np.float32)
     w = (rng.standard_normal((f, c // groups, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
