@@ -14,10 +14,10 @@ from .runtime import floatx, get_num_threads, set_floatx, set_num_threads, set_s
 from . import callbacks, datasets, initializers, io, layers, losses, metrics, models, optimizers, plot, regularizers, textgen
 from .gradcheck import gradcheck
 from .layers import Input
-from .models import Sequential
+from .models import Model, Sequential
 
 __all__ = [
-    "Input", "Sequential", "callbacks", "datasets", "floatx", "get_num_threads", "gradcheck",
+    "Input", "Model", "Sequential", "callbacks", "datasets", "floatx", "get_num_threads", "gradcheck",
     "initializers", "io", "layers", "losses", "metrics", "models", "optimizers", "plot", "regularizers", "runtime",
     "set_floatx", "set_num_threads", "set_seed", "textgen",
 ]

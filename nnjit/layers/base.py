@@ -118,7 +118,9 @@ class Layer:
             self.build(input_shape)
             self.input_shape = input_shape
             self.built = True
-            self.output_shape = tuple(self.compute_output_shape(input_shape))
+            out = self.compute_output_shape(input_shape)
+            # A list of shapes means several outputs (a recurrent layer with return_state).
+            self.output_shape = [tuple(o) for o in out] if isinstance(out, list) else tuple(out)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         """Shape of the output for ``input_shape`` (batch axis excluded).
@@ -182,6 +184,14 @@ class Layer:
 
         if isinstance(x, SymbolicTensor) or (isinstance(x, (list, tuple)) and x and isinstance(x[0], SymbolicTensor)):
             return x_call_symbolic(self, x)
+        if isinstance(x, (list, tuple)):
+            from ..models.validation import as_input_array
+
+            arrays = [as_input_array(a, f"x[{i}]", self.name) for i, a in enumerate(x)]
+            shapes = [a.shape[1:] for a in arrays]
+            self.ensure_built(shapes)
+            self.check_input_shape(shapes)
+            return self.forward(arrays, training=training)[0]
         from ..models.validation import as_input_array
 
         x = as_input_array(x, "x", self.name)

@@ -6,16 +6,31 @@ import numpy as np
 from .base import Layer, shape_str
 
 
-class SymbolicTensor:
-    """A placeholder for the output of a layer in a model under construction.
+class Node:
+    """One call of a layer in a model under construction: the layer, the tensors it was
+    called on, and the tensors it produced (several for a layer with several outputs)."""
 
-    ``shape`` excludes the batch axis; ``layer`` produced it from ``inputs``.
+    def __init__(self, layer, inputs):
+        self.layer = layer
+        self.inputs = tuple(inputs)
+        self.outputs: list = []
+
+
+class SymbolicTensor:
+    """A placeholder for an output of a layer in a model under construction.
+
+    ``shape`` excludes the batch axis; ``layer`` produced it from ``inputs`` (in call
+    ``node``, as its output number ``index``).
     """
 
-    def __init__(self, shape, layer, inputs=()):
+    def __init__(self, shape, layer, inputs=(), node=None, index=0):
         self.shape = tuple(shape)
         self.layer = layer
         self.inputs = tuple(inputs)
+        self.node = node if node is not None else Node(layer, inputs)
+        self.index = index
+        if node is None:
+            self.node.outputs.append(self)
 
     def __repr__(self):
         return f"<SymbolicTensor shape={shape_str((None,) + self.shape)} from {self.layer.name}>"
@@ -55,10 +70,19 @@ def Input(shape, name=None) -> SymbolicTensor:
 
 
 def call_symbolic(layer, x):
+    """Add a call of ``layer`` on symbolic tensor(s) ``x`` to the graph; returns its output
+    tensor (a list of them for a layer with several outputs)."""
     inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+    for t in inputs:
+        if not isinstance(t, SymbolicTensor):
+            raise TypeError(f"{layer.name}: cannot mix symbolic tensors and arrays in one call. Received: {t!r:.80}")
     shape = inputs[0].shape if len(inputs) == 1 else [t.shape for t in inputs]
-    if any(s is None for s in (shape if len(inputs) == 1 else [d for t in inputs for d in t.shape])):
-        raise ValueError(f"{layer.name}: symbolic shapes must be fully known. Received: {shape}")
     layer.ensure_built(shape)
     layer.check_input_shape(shape)
-    return SymbolicTensor(layer.output_shape, layer, inputs)
+    node = Node(layer, inputs)
+    out = layer.output_shape
+    if isinstance(out, list):
+        node.outputs = [SymbolicTensor(s, layer, inputs, node, i) for i, s in enumerate(out)]
+        return list(node.outputs)
+    node.outputs = [SymbolicTensor(out, layer, inputs, node, 0)]
+    return node.outputs[0]

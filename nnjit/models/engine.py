@@ -95,6 +95,54 @@ class BaseModel:
         self._compiled = False
         self._compile_config = None
 
+    # ------------------------------------------------------------------ as a layer
+    # A model can be called on symbolic tensors inside another model: these give it the
+    # interface of a layer whose parameters live in its own layers.
+    _skips_input_grad = False
+    _accepts_mask = False
+    supports_masking = False
+    @property
+    def params(self):
+        return {}  # the parameters live in the model's layers
+
+    grads = state = params
+
+    @property
+    def trainable(self):
+        return any(layer.trainable for layer in self.layers) if self.layers else True
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self.layers:
+            layer.trainable = bool(value)
+
+    @property
+    def built(self):
+        return self._is_built()
+
+    @property
+    def output_shape(self):
+        return self._output_shape()
+
+    def ensure_built(self, input_shape):
+        if not self._is_built():
+            self.build(input_shape)
+
+    def check_input_shape(self, shape):
+        expected = self._input_shape()
+        several = isinstance(expected, list)
+        shapes = list(shape) if several else [shape]
+        for got, want in zip(shapes, expected if several else [expected]):
+            check_feature_shape(np.empty((0,) + tuple(1 if g is None else g for g in got)), want, "x", self.name)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def forward(self, x, training=False):
+        """As a layer: ``(y, backward)``, backward returning the input gradient."""
+        y, back = self._forward(x, training, False, need_input_grad=True)
+        return y, lambda dy, need_dx=True: back(dy)
+
     # ------------------------------------------------------------------ layers
     @property
     def layers(self):
@@ -496,7 +544,12 @@ class BaseModel:
         return np.concatenate(outs, axis=0)
 
     def __call__(self, x, training=False):
-        """Forward on an array (inference unless ``training=True``); returns the output."""
+        """Forward on an array (inference unless ``training=True``); returns the output.
+        On symbolic tensors, adds the model to a graph as one layer."""
+        from ..layers.input import SymbolicTensor, call_symbolic
+
+        if isinstance(x, SymbolicTensor) or (isinstance(x, (list, tuple)) and x and isinstance(x[0], SymbolicTensor)):
+            return call_symbolic(self, x)
         if not training:
             stack = self._inference_stack(x)
             if stack is not None:
