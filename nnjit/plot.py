@@ -221,3 +221,70 @@ def plot_roc_curve(y_true, scores, path=None, class_names=None):
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return _finish(fig, plt, path)
+
+
+def plot_model(model, path=None, show_shapes=True):
+    """Draw a model's graph: one box per layer call (name, type and output shape), arrows
+    from each layer to the layers it feeds, inputs at the top.  Works for Sequential and
+    functional models.  Writes ``path`` (PNG, SVG or PDF, by extension) when given;
+    returns the matplotlib Figure.
+
+    >>> nj.plot.plot_model(model, "model.png")
+    """
+    plt = _plt()
+    from .layers.base import shape_str
+
+    nodes, edges = _model_graph(model)
+    depth = {}
+    for key, _, _ in nodes:
+        depth[key] = 1 + max((depth[src] for src, dst in edges if dst == key), default=-1)
+    rows = {}
+    for key, _, _ in nodes:
+        rows.setdefault(depth[key], []).append(key)
+    width = max(len(r) for r in rows.values())
+    fig, ax = plt.subplots(figsize=(max(4.0, 3.2 * width), max(2.0, 1.1 * len(rows))))
+    pos = {}
+    for d, keys in rows.items():
+        for i, key in enumerate(keys):
+            pos[key] = ((i + 0.5) * width / len(keys), -d)
+    labels = {key: (f"{name}\n{kind}" + (f"\n{shape_str((None,) + tuple(shape))}" if show_shapes and shape is not None
+                                           and not isinstance(shape, list) else ""))
+              for key, (name, kind), shape in nodes}
+    for src, dst in edges:
+        (x0, y0), (x1, y1) = pos[src], pos[dst]
+        ax.annotate("", xy=(x1, y1 + 0.28), xytext=(x0, y0 - 0.28),
+                    arrowprops={"arrowstyle": "->", "color": "0.35", "lw": 1})
+    for key, (x, y) in pos.items():
+        ax.text(x, y, labels[key], ha="center", va="center", fontsize=8,
+                bbox={"boxstyle": "round,pad=0.4", "fc": "#e8f0fb", "ec": "#4a6fa5"})
+    ax.set_xlim(0, width)
+    ax.set_ylim(-len(rows) + 0.4, 0.6)
+    ax.axis("off")
+    ax.set_title(model.name)
+    return _finish(fig, plt, path)
+
+
+def _model_graph(model):
+    """([(key, (name, type), output shape)], [(key from, key to)]) for a model."""
+    from .models.functional import Model
+
+    if isinstance(model, Model):
+        nodes, edges, keys = [], [], {}
+        for t in model.inputs:
+            keys[id(t.node)] = len(keys)
+            nodes.append((keys[id(t.node)], (t.layer.name, "Input"), t.shape))
+        for node in model._nodes:
+            keys[id(node)] = len(keys)
+            out = [t.shape for t in node.outputs]
+            nodes.append((keys[id(node)], (node.layer.name, type(node.layer).__name__),
+                          out[0] if len(out) == 1 else out))
+            for t in node.inputs:
+                if (keys[id(t.node)], keys[id(node)]) not in edges:
+                    edges.append((keys[id(t.node)], keys[id(node)]))
+        return nodes, edges
+    layers = list(model.layers)
+    shape = model._input_shape()
+    nodes = [(0, ("input", "Input"), shape)]
+    for i, layer in enumerate(layers, start=1):
+        nodes.append((i, (layer.name, type(layer).__name__), getattr(layer, "output_shape", None)))
+    return nodes, [(i, i + 1) for i in range(len(layers))]
