@@ -427,31 +427,41 @@ def _use_winograd(w, stride_h, stride_w, dil_h, dil_w, groups, input_grad):
             and groups == 1 and min(w.shape[0], w.shape[1]) >= WINOGRAD_MIN_CHANNELS and w.shape[1] >= channels)
 
 
+@njit(cache=True, inline="always")
+def _g_transform(a, b, c):
+    """G @ (a, b, c) for Winograd F(2, 3): G = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]."""
+    return a, 0.5 * (a + b + c), 0.5 * (a - b + c), c
+
+
 @njit(cache=True)
 def _winograd_weights(w, flip):
-    """U (16, F, C) = G g G^T of every filter w[f, c] (3x3); with ``flip`` the transform of the
-    kernel the input gradient needs instead, (16, C, F) from w[f, c] rotated by 180 degrees."""
+    """U = G g G^T of every filter w[f, c] (3x3) in u[:, :F, :C] of a (16, F + 1, C) array;
+    with ``flip`` the transform of the kernel the input gradient needs instead, u[:, :C, :F]
+    of (16, C + 1, F) from w[f, c] rotated by 180 degrees.  The unused last row keeps the 16
+    planes off power-of-two strides (128 x 64 filters would map all 16 to one cache set)."""
     f_, c_ = w.shape[0], w.shape[1]
-    u = np.empty((16, c_, f_) if flip else (16, f_, c_), dtype=w.dtype)
-    g = np.empty((3, 3), dtype=w.dtype)
-    t = np.empty((4, 3), dtype=w.dtype)
-    for f in range(f_):
-        for c in range(c_):
-            for i in range(3):
-                for j in range(3):
-                    g[i, j] = w[f, c, 2 - i, 2 - j] if flip else w[f, c, i, j]
-            for k in range(3):
-                t[0, k] = g[0, k]
-                t[1, k] = 0.5 * (g[0, k] + g[1, k] + g[2, k])
-                t[2, k] = 0.5 * (g[0, k] - g[1, k] + g[2, k])
-                t[3, k] = g[2, k]
-            r = c if flip else f
-            s = f if flip else c
-            for a in range(4):
-                u[4 * a, r, s] = t[a, 0]
-                u[4 * a + 1, r, s] = 0.5 * (t[a, 0] + t[a, 1] + t[a, 2])
-                u[4 * a + 2, r, s] = 0.5 * (t[a, 0] - t[a, 1] + t[a, 2])
-                u[4 * a + 3, r, s] = t[a, 2]
+    rows, cols = (c_, f_) if flip else (f_, c_)
+    u = np.zeros((16, rows + 1, cols), dtype=w.dtype)
+    # Row-major over u's (rows, cols) so that each of its 16 planes is written in order.
+    for r in range(rows):
+        for s in range(cols):
+            g = w[s, r] if flip else w[r, s]
+            if flip:
+                g00, g01, g02 = g[2, 2], g[2, 1], g[2, 0]
+                g10, g11, g12 = g[1, 2], g[1, 1], g[1, 0]
+                g20, g21, g22 = g[0, 2], g[0, 1], g[0, 0]
+            else:
+                g00, g01, g02 = g[0, 0], g[0, 1], g[0, 2]
+                g10, g11, g12 = g[1, 0], g[1, 1], g[1, 2]
+                g20, g21, g22 = g[2, 0], g[2, 1], g[2, 2]
+            # G g: the transform of each column of g, then of each row of the result.
+            a0, a1, a2, a3 = _g_transform(g00, g10, g20)
+            b0, b1, b2, b3 = _g_transform(g01, g11, g21)
+            c0, c1, c2, c3 = _g_transform(g02, g12, g22)
+            u[0, r, s], u[1, r, s], u[2, r, s], u[3, r, s] = _g_transform(a0, b0, c0)
+            u[4, r, s], u[5, r, s], u[6, r, s], u[7, r, s] = _g_transform(a1, b1, c1)
+            u[8, r, s], u[9, r, s], u[10, r, s], u[11, r, s] = _g_transform(a2, b2, c2)
+            u[12, r, s], u[13, r, s], u[14, r, s], u[15, r, s] = _g_transform(a3, b3, c3)
     return u
 
 
@@ -563,16 +573,18 @@ def _winograd_buffers(cin, cout, cols, vbuf, mbuf):
 
 @njit(cache=True)
 def _winograd_products(u, v, m):
-    """m[t] = u[t] @ v[t] for the 16 transformed positions (u: (16, Cout, Cin))."""
+    """m[t] = u[t] @ v[t] for the 16 transformed positions (u: (16, Cout + 1, Cin))."""
+    cout = u.shape[1] - 1
+    cin = u.shape[2]
     for t in range(16):
-        gemm(u[t], v[t][:u.shape[2]], m[t][:u.shape[1]])
+        gemm(u[t][:cout], v[t][:cin], m[t][:cout])
 
 
 @njit(cache=True)
 def _forward_winograd(x, u, bias, pad_top, pad_left, out_h, out_w, code, y3, z3, i0, i1):
-    """Forward of images i0..i1 by Winograd (u: transformed weights (16, F, C))."""
+    """Forward of images i0..i1 by Winograd (u: transformed weights (16, F + 1, C))."""
     cin = u.shape[2]
-    cout = u.shape[1]
+    cout = u.shape[1] - 1
     h = x.shape[2]
     w = x.shape[3]
     x3 = x.reshape((x.shape[0], cin, h * w))
@@ -718,7 +730,7 @@ def _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, 
     """Backward of images i0..i1: overwrites their dx, adds their weight and bias gradients
     into dwt (groups, F // groups, C // groups * KH * KW), or its transpose per group when
     ``_dw_transposed``, and into dbt (F,) or (0,).  The input gradient is a Winograd
-    convolution of dz when u (16, C, F) holds the flipped kernel's transform (``u.shape[1] >
+    convolution of dz when u (16, C + 1, F) holds the flipped kernel's transform (``u.shape[1] >
     0``), else a GEMM into columns and col2im."""
     c_in = x.shape[1]
     f_, cg, kh, kw = w.shape
