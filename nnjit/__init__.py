@@ -15,9 +15,10 @@ from . import callbacks, datasets, initializers, io, layers, losses, metrics, mo
 from .gradcheck import gradcheck
 from .layers import Input
 from .models import Model, Sequential
+from .models.saving import load_model
 
 __all__ = [
     "Input", "Model", "Sequential", "callbacks", "datasets", "floatx", "get_num_threads", "gradcheck",
-    "initializers", "io", "layers", "losses", "metrics", "models", "optimizers", "plot", "regularizers", "runtime",
-    "set_floatx", "set_num_threads", "set_seed", "textgen",
+    "initializers", "io", "layers", "load_model", "losses", "metrics", "models", "optimizers", "plot", "regularizers",
+    "runtime", "set_floatx", "set_num_threads", "set_seed", "textgen",
 ]

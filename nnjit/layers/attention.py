@@ -12,7 +12,7 @@ from ..kernels.dense import dense_backward, dense_forward
 from ..kernels.embedding import embedding_backward, embedding_forward
 from .base import Layer, check_positive_int, check_rate, shape_str
 from .composite import CompositeLayer
-from .core import Dense, Dropout, _empty
+from .core import Dense, Dropout, _config_of, _empty
 from .embedding import as_token_ids
 from .normalization import LayerNormalization
 
@@ -223,10 +223,8 @@ class MultiHeadAttention(Layer):
         return y2.reshape(batch, tq, embed), backward
 
     def get_config(self):
-        init = self.kernel_initializer
         return {**super().get_config(), "num_heads": self.num_heads, "causal": self.causal, "dropout": self.dropout,
-                "use_bias": self.use_bias,
-                "kernel_initializer": init if isinstance(init, str) else getattr(init, "get_config", repr)()}
+                "use_bias": self.use_bias, "kernel_initializer": _config_of(self.kernel_initializer)}
 
     def extra_repr(self):
         return f"num_heads={self.num_heads}" + (", causal=True" if self.causal else "") + \

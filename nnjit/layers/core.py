@@ -122,7 +122,9 @@ class Dense(Layer):
 
 
 def _config_of(obj):
-    if obj is None or isinstance(obj, str):
+    """A JSON-friendly description of an initializer or regularizer argument: a name, a
+    config dict (kept as given) or the object's get_config()."""
+    if obj is None or isinstance(obj, (str, dict)):
         return obj
     return obj.get_config() if hasattr(obj, "get_config") else repr(obj)
 

@@ -6,6 +6,7 @@ import numpy as np
 from .. import initializers, runtime
 from ..kernels.embedding import embedding_backward, embedding_forward
 from .base import Layer, check_positive_int, shape_str
+from .core import _config_of
 
 
 def as_token_ids(ids, input_dim: int, owner: str, argument: str = "x") -> np.ndarray:
@@ -96,10 +97,8 @@ class Embedding(Layer):
         return y, backward
 
     def get_config(self):
-        init = self.embeddings_initializer
         return {**super().get_config(), "input_dim": self.input_dim, "output_dim": self.output_dim,
-                "mask_zero": self.mask_zero,
-                "embeddings_initializer": init if isinstance(init, str) else getattr(init, "get_config", repr)()}
+                "mask_zero": self.mask_zero, "embeddings_initializer": _config_of(self.embeddings_initializer)}
 
     def extra_repr(self):
         return f"input_dim={self.input_dim}, output_dim={self.output_dim}" + (", mask_zero=True" if self.mask_zero else "")

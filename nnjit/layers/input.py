@@ -57,7 +57,8 @@ class InputLayer(Layer):
         return x, lambda dy: dy
 
     def get_config(self):
-        return {**super().get_config(), "shape": list(self.shape)}
+        # No "trainable": an input has nothing to train, and the constructor takes only these.
+        return {"name": self.name, "shape": list(self.shape)}
 
 
 def Input(shape, name=None) -> SymbolicTensor:

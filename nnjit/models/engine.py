@@ -668,6 +668,14 @@ class BaseModel:
             raise RuntimeError(f"{self.name}.load_weights: build the model first (give it an Input or call build)")
         io.load_weights(self, path)
 
+    def save(self, path, include_optimizer=True):
+        """Write the whole model to one file: architecture, compile configuration, weights
+        and state, and (``include_optimizer``) the optimizer's state; ``nj.load_model(path)``
+        rebuilds it.  The file is replaced atomically (see ``nnjit.models.saving``)."""
+        from . import saving
+
+        saving.save_model(self, path, include_optimizer=include_optimizer)
+
     # ------------------------------------------------------------------ summary
     def summary(self, print_fn=print):
         """Print a table of layers, output shapes and parameter counts."""
