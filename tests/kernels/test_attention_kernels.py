@@ -1,4 +1,7 @@
 """Tiled attention kernels against a full-matrix NumPy reference and finite differences."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -259,3 +262,30 @@ def test_empty_key_sequence():
     dq, dk, dv = attention_backward(np.ones_like(out), q, k, v, out, lse, NO_MASK, False, 0.5, 0.0, 0, 2)
     np.testing.assert_array_equal(dq, 0.0)
     assert dk.shape == k.shape and dv.shape == v.shape
+
+
+_MEMORY_SCRIPT = """
+import resource, sys
+import numpy as np
+from nnjit.kernels.attention import attention_forward
+t = int(sys.argv[1])
+no_mask = np.zeros((0, 0), np.uint8)
+small = np.ones((1, 1, 8, 32), np.float32)
+attention_forward(small, small, small, no_mask, True, 0.2, 0.0, 0, 2)  # compile or load first
+rng = np.random.default_rng(0)
+q, k, v = (rng.random((1, 4, t, 32), dtype=np.float32) for _ in range(3))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out, lse = attention_forward(q, k, v, no_mask, True, 0.2, 0.0, 0, 2)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024 - out.nbytes - lse.nbytes)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in kilobytes on Linux")
+def test_forward_memory_grows_linearly():
+    """At T = 4096 (B = 1, H = 4, d = 32) the peak memory beyond the outputs stays far below
+    one T x T score matrix per head (256 MB in float32): only tiles are allocated."""
+    result = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, "4096"], capture_output=True, text=True,
+                            check=True, timeout=300)
+    extra = int(result.stdout.split()[-1])
+    assert extra < 16 * 2**20
