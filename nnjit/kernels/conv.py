@@ -5,22 +5,30 @@ Output pixel (oh, ow) of filter f reads input row ``oh * stride_h + i * dil_h - 
 and column ``ow * stride_w + j * dil_w - pad_left`` for tap (i, j); rows and columns outside
 the input read zero, so the bottom and right padding is whatever out_h and out_w imply.
 
-Algorithms, chosen inside the kernels from the shapes alone:
+Algorithms, chosen inside the kernels from the shapes alone (perf/conv_shapes.py times them
+against PyTorch on the reference workloads' shapes):
 
-- im2col + GEMM (the general path).  ``im2col`` lays one image out as a (C*KH*KW, OH*OW)
-  matrix whose rows are ordered (channel, tap row, tap column); a group's channels are then a
-  row block, so a grouped convolution is one GEMM per group on row blocks, and the GEMM result
+- Winograd F(2x2, 3x3) for 3x3 stride-1 ungrouped convolutions with at least 8 input and
+  output channels (and for their input gradient from 32 input channels): 16 GEMMs on
+  transformed 4x4 tiles, 2.25x fewer multiply-adds than im2col.
+- Direct loops when each output reads only a few inputs (C // groups * KH * KW <= 32, as in
+  the first layer of an image model, or one channel per group, depthwise): a GEMM with an
+  inner dimension of 9 or 27 spends its time packing, while the direct loop streams each
+  input row once per tap.  Depthwise convolutions also get a direct backward.
+- im2col + GEMM otherwise.  ``im2col`` lays one image out as a (C*KH*KW, OH*OW) matrix whose
+  rows are ordered (channel, tap row, tap column); a group's channels are then a row block,
+  so a grouped convolution is one GEMM per group on row blocks, and the GEMM result
   (F, OH*OW) is already the NCHW layout of the output.  When OH*OW is small the columns of a
-  few images are placed side by side so that each GEMM has enough columns to run near peak.
-- 1x1, stride 1, no padding: the image itself (C, H*W) is the column matrix (no copy).
-- Direct loops when each output reads only a few inputs (C // groups * KH * KW small, as in
-  the first layer of an image model, or depthwise convolution): a GEMM with an inner dimension
-  of 9 spends its time packing, while the direct loop streams each input row once per tap.
+  few images are placed side by side.  A 1x1 stride-1 unpadded convolution uses the image
+  itself (C, H*W) as the column matrix.  The weight gradient is a GEMM on the same columns
+  (recomputed in backward, never stored for the batch), the input gradient a GEMM into
+  columns followed by ``col2im``.
 
 Threads: the batch is split into ``nblocks`` blocks of images, one per prange iteration, each
-with its own column buffer; BLAS runs single-threaded inside (see ``nnjit.runtime``).  The
-weight gradient of each block goes to its own buffer (block 0 straight into dw) and the
-buffers are summed once at the end.  ``nblocks == 1`` runs the serial path, no thread launch.
+with its own buffers; BLAS runs single-threaded inside (see ``nnjit.runtime``).  The weight
+gradient of each block goes to its own buffer (block 0 straight into dw when the orientation
+allows) and the buffers are summed once at the end.  ``nblocks == 1`` runs the serial path,
+which launches no threads.
 """
 import numpy as np
 from numba import njit, prange, uint64
@@ -52,9 +60,10 @@ def _padded_size(out, kernel, stride, dil):
     return (out - 1) * stride + (kernel - 1) * dil + 1
 
 
-# Inner loops below index 1-D views from 0 (a row of an array, sliced at the offset) rather
-# than a row at ``offset + q``: Numba wraps negative indices, and only an index that LLVM can
-# prove non-negative leaves a loop it can vectorize.
+# Inner loops below index either 1-D views from 0 (a row sliced at its offset) or with
+# unsigned offsets, never a signed ``offset + q``: Numba wraps negative signed indices, and
+# only an index that LLVM can prove non-negative leaves a loop it can vectorize.  Unsigned
+# offsets also avoid creating a view per short row, which costs more than copying the row.
 
 
 @njit(cache=True)
@@ -620,7 +629,7 @@ def _use_direct(w):
     return taps <= DIRECT_MAX_TAPS and w.shape[2] * w.shape[3] > 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _forward_images(x, w, u, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups, code,
                     y3, z3, i0, i1):
     if u.shape[1] > 0:
@@ -674,8 +683,9 @@ def conv2d_forward(x, w, b, stride_h, stride_w, pad_top, pad_left, out_h, out_w,
     y3, z3, bias, u = _forward_buffers(x, w, b, stride_h, stride_w, out_h, out_w, dil_h, dil_w, groups, code)
     nb = max(1, min(n, nblocks))
     if nb == 1:
+        i0, i1 = block_bounds(0, 1, n)
         _forward_images(x, w, u, bias, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w, groups,
-                        code, y3, z3, *block_bounds(0, 1, n))
+                        code, y3, z3, i0, i1)
     else:
         for t in prange(nb):
             i0, i1 = block_bounds(t, nb, n)
@@ -959,7 +969,7 @@ def _backward_depthwise(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left
             dbt[f] += t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
                      groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1):
     if w.shape[1] == 1:
@@ -1041,8 +1051,9 @@ def conv2d_backward(dy, x, w, y, z, stride_h, stride_w, pad_top, pad_left, dil_h
                                                        need_dw, nb)
     if nb == 1:
         dwt = dwv if first == 1 else dw_part[0]
+        i0, i1 = block_bounds(0, 1, n)
         _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                         groups, code, need_dx, need_dw, dx, dwt, db, *block_bounds(0, 1, n))
+                         groups, code, need_dx, need_dw, dx, dwt, db, i0, i1)
     else:
         for t in prange(nb):
             i0, i1 = block_bounds(t, nb, n)
