@@ -5,14 +5,22 @@ this view without copying: NCHW is (N, C, H*W), (batch, features) is (N, C, 1) a
 (batch, time, features) normalized over the last axis is (N*T, C, 1).
 
 Threads split the channels, so each thread owns its channels' statistics and parameter
-gradients outright and nothing needs merging.  Two loop shapes cover the views:
+gradients outright and nothing needs merging.
 
-- S > 1 (images): one channel at a time, its A rows of S contiguous elements.  The
-  passes over a channel (mean, variance, output) follow each other while its data is
-  still in cache.
-- S == 1 (dense features): each row's slice of the thread's channels is contiguous, so
-  the loops run along the channels with one float64 accumulator per channel, which
-  vectorizes.
+Within a thread's channels the work goes tile by tile.  A tile is a run of whole
+channels, or a slice of one channel when a channel holds more than TILE positions; its
+part of each row a, x[a, channels, positions], is one contiguous run of at most TILE
+elements.  Every pass is a loop over the rows with an elementwise inner loop along that
+run, which LLVM vectorizes without fastmath whatever S is (dense features, S = 1, and
+small feature maps included):
+
+- sums over A add each row into a float64 buffer of per-position partial sums, which
+  is summed per channel at the end (a single running sum cannot be reordered and runs
+  one element per add latency);
+- per-channel constants (mean, scale, shift) are spread into per-position buffers so
+  that the elementwise loops need no channel lookup.
+
+A tile's data (A rows of TILE float32) stays in the L2 cache between the passes over it.
 
 Statistics are two-pass (mean, then the mean of squared deviations) in float64: a
 one-pass sum of squares loses the variance of float32 data with a large mean, e.g.
@@ -22,237 +30,311 @@ the same reason and rounded once on store.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .activations import block_bounds
 
-
-# Per-channel sums over rows of S contiguous elements are taken column-wise: each row
-# is added into a float64 buffer of up to CHUNK partial sums, and the buffer is summed
-# at the end.  Adding a row into the buffer is elementwise, so LLVM vectorizes it
-# without fastmath, whereas a single running sum cannot be reordered and runs one
-# element per add latency (about 4x slower, measured).
-CHUNK = 1024
+TILE = 1024
 
 
 @njit(cache=True)
-def _channel_sum(x, c, buf):
-    rows, size = x.shape[0], x.shape[2]
-    total = 0.0
-    for s0 in range(0, size, CHUNK):
-        n = min(CHUNK, size - s0)
-        for i in range(n):
-            buf[i] = 0.0
-        for a in range(rows):
-            row = x[a, c, s0:s0 + n]
-            for i in range(n):
-                buf[i] += row[i]
-        for i in range(n):
-            total += buf[i]
-    return total
+def _rows(x):
+    # (A, C, S) as (A, C*S): a row's slice of a 2-D C array is typed contiguous and
+    # indexed from 0, so the inner loops carry no negative-index wraparound checks.
+    return x.reshape(x.shape[0], x.shape[1] * x.shape[2])
 
 
 @njit(cache=True)
-def _channel_squared_deviation(x, c, mean, buf):
-    rows, size = x.shape[0], x.shape[2]
-    total = 0.0
-    for s0 in range(0, size, CHUNK):
-        n = min(CHUNK, size - s0)
-        for i in range(n):
-            buf[i] = 0.0
-        for a in range(rows):
-            row = x[a, c, s0:s0 + n]
-            for i in range(n):
-                d = row[i] - mean
-                buf[i] += d * d
-        for i in range(n):
-            total += buf[i]
-    return total
+def _tile_shape(size):
+    """Channels per tile and positions per chunk: whole channels up to TILE elements,
+    or one channel in chunks of TILE positions."""
+    if size >= TILE:
+        return 1, TILE
+    return max(1, TILE // size), size
 
 
 @njit(cache=True)
-def _channel_gradient_sums(dy, x, c, mean, buf_dy, buf_dy_xmu):
-    rows, size = x.shape[0], x.shape[2]
-    sum_dy = 0.0
-    sum_dy_xmu = 0.0
-    for s0 in range(0, size, CHUNK):
-        n = min(CHUNK, size - s0)
-        for i in range(n):
-            buf_dy[i] = 0.0
-            buf_dy_xmu[i] = 0.0
-        for a in range(rows):
-            xr = x[a, c, s0:s0 + n]
-            gr = dy[a, c, s0:s0 + n]
-            for i in range(n):
-                g = np.float64(gr[i])
-                buf_dy[i] += g
-                buf_dy_xmu[i] += g * (xr[i] - mean)
-        for i in range(n):
-            sum_dy += buf_dy[i]
-            sum_dy_xmu += buf_dy_xmu[i]
-    return sum_dy, sum_dy_xmu
+def _spread(values, k0, width, run, out):
+    """out[k * run + s] = values[k0 + k]: per-channel values as per-position values."""
+    for k in range(width):
+        v = values[k0 + k]
+        seg = out[k * run:(k + 1) * run]
+        for s in range(run):
+            seg[s] = v
 
 
 @njit(cache=True)
-def _buffer(x):
-    return np.empty(min(CHUNK, x.shape[2]), dtype=np.float64)
+def _collect(buf, width, run, out, k0):
+    """out[k0 + k] += sum of buf[k * run:(k + 1) * run]: per-position sums to channels."""
+    for k in range(width):
+        seg = buf[k * run:(k + 1) * run]
+        total = 0.0
+        for s in range(run):
+            total += seg[s]
+        out[k0 + k] += total
+
+
+def _at(values, i):
+    """values[i] for a per-position buffer, values itself for a per-channel scalar."""
+    return values if np.isscalar(values) else values[i]
+
+
+@overload(_at)
+def _at_overload(values, i):
+    # A tile of one channel passes its constants as scalars: spreading them into
+    # buffers would cost a load per constant per element for nothing (up to 1.5x
+    # slower on feature maps of 1024 positions, measured).  Each tile loop compiles
+    # once for scalars and once for buffers.
+    if isinstance(values, types.Array):
+        return lambda values, i: values[i]
+    return lambda values, i: values
 
 
 @njit(cache=True)
-def _features(x):
-    # (A, C, 1) as (A, C): a row's slice [c0:c1] of a 2-D C array is typed contiguous
-    # and indexed from 0, which LLVM vectorizes.  Indexing x[a, c0 + k, 0] instead
-    # carries Numba's negative-index wraparound check on every element and does not.
-    return x.reshape(x.shape[0], x.shape[1])
+def _tile_sum(x2, start, length, buf):
+    for i in range(length):
+        buf[i] = 0.0
+    for a in range(x2.shape[0]):
+        row = x2[a, start:start + length]
+        for i in range(length):
+            buf[i] += row[i]
 
 
 @njit(cache=True)
-def _statistics(x, c0, c1, mean, var, buf):
-    """Batch mean and biased variance of channels [c0, c1) into mean[k], var[k], k = c - c0;
-    buf: scratch from ``_buffer``."""
-    rows, size = x.shape[0], x.shape[2]
-    count = rows * size
-    if size == 1:
-        x2 = _features(x)
-        width = c1 - c0
-        for k in range(width):
-            mean[k] = 0.0
-            var[k] = 0.0
-        for a in range(rows):
-            xr = x2[a, c0:c1]
-            for k in range(width):
-                mean[k] += xr[k]
-        for k in range(width):
-            mean[k] /= count
-        for a in range(rows):
-            xr = x2[a, c0:c1]
-            for k in range(width):
-                d = xr[k] - mean[k]
-                var[k] += d * d
-        for k in range(width):
-            var[k] /= count
+def _tile_squared_deviation(x2, start, length, mean, buf):
+    for i in range(length):
+        buf[i] = 0.0
+    for a in range(x2.shape[0]):
+        row = x2[a, start:start + length]
+        for i in range(length):
+            d = row[i] - _at(mean, i)
+            buf[i] += d * d
+
+
+@njit(cache=True)
+def _tile_affine(x2, y2, start, length, mean, scale, shift):
+    # y = (x - mean) * scale + shift in float64, so that a large mean cancels exactly.
+    for a in range(x2.shape[0]):
+        xr = x2[a, start:start + length]
+        yr = y2[a, start:start + length]
+        for i in range(length):
+            yr[i] = (xr[i] - _at(mean, i)) * _at(scale, i) + _at(shift, i)
+
+
+@njit(cache=True)
+def _tile_gradient_sums(dy2, x2, start, length, mean, buf_dy, buf_dy_xmu):
+    for i in range(length):
+        buf_dy[i] = 0.0
+        buf_dy_xmu[i] = 0.0
+    for a in range(x2.shape[0]):
+        xr = x2[a, start:start + length]
+        gr = dy2[a, start:start + length]
+        for i in range(length):
+            g = np.float64(gr[i])
+            buf_dy[i] += g
+            buf_dy_xmu[i] += g * (xr[i] - _at(mean, i))
+
+
+@njit(cache=True)
+def _tile_input_gradient(dy2, x2, dx2, start, length, mean, coef_dy, coef_xmu, const):
+    for a in range(x2.shape[0]):
+        xr = x2[a, start:start + length]
+        gr = dy2[a, start:start + length]
+        out = dx2[a, start:start + length]
+        for i in range(length):
+            out[i] = _at(coef_dy, i) * gr[i] + _at(coef_xmu, i) * (xr[i] - _at(mean, i)) + _at(const, i)
+
+
+@njit(cache=True)
+def _tile_scale(dy2, dx2, start, length, scale):
+    for a in range(dy2.shape[0]):
+        gr = dy2[a, start:start + length]
+        out = dx2[a, start:start + length]
+        for i in range(length):
+            out[i] = gr[i] * _at(scale, i)
+
+
+@njit(cache=True)
+def _scratch():
+    return np.empty(TILE, dtype=np.float64)
+
+
+@njit(cache=True)
+def _apply_affine(x2, y2, size, g0, width, c0, mean, scale, shift, buf_mean, buf_scale, buf_shift):
+    # y = (x - mean) * scale + shift over channels [g0, g0 + width); the per-channel
+    # arrays are indexed from the block's first channel c0.
+    k = g0 - c0
+    if width == 1:
+        # No buffers to keep in cache: the channel's rows in one piece.
+        _tile_affine(x2, y2, g0 * size, size, mean[k], scale[k], shift[k])
     else:
-        for c in range(c0, c1):
-            mu = _channel_sum(x, c, buf) / count
-            mean[c - c0] = mu
-            var[c - c0] = _channel_squared_deviation(x, c, mu, buf) / count
+        _spread(mean, k, width, size, buf_mean)
+        _spread(scale, k, width, size, buf_scale)
+        _spread(shift, k, width, size, buf_shift)
+        _tile_affine(x2, y2, g0 * size, width * size, buf_mean, buf_scale, buf_shift)
 
 
 @njit(cache=True)
-def _affine(x, y, c0, c1, mean, scale, shift):
-    """y = (x - mean[k]) * scale[k] + shift[k] over channels [c0, c1), k = c - c0.
-
-    In float64, so that a large mean cancels exactly, rounded once on store."""
-    rows, size = x.shape[0], x.shape[2]
-    if size == 1:
-        x2 = _features(x)
-        y2 = _features(y)
-        width = c1 - c0
-        for a in range(rows):
-            xr = x2[a, c0:c1]
-            yr = y2[a, c0:c1]
-            for k in range(width):
-                yr[k] = (xr[k] - mean[k]) * scale[k] + shift[k]
-    else:
-        for c in range(c0, c1):
-            mu = mean[c - c0]
-            sc = scale[c - c0]
-            sh = shift[c - c0]
-            for a in range(rows):
-                xr = x[a, c]
-                yr = y[a, c]
-                for i in range(size):
-                    yr[i] = (xr[i] - mu) * sc + sh
-
-
-@njit(cache=True)
-def _gradient_sums(dy, x, c0, c1, mean, sum_dy, sum_dy_xmu, buf_dy, buf_dy_xmu):
-    """Per channel sums of dy and of dy * (x - mean), in float64, k = c - c0;
-    buf_dy, buf_dy_xmu: scratch from ``_buffer``."""
-    rows, size = x.shape[0], x.shape[2]
-    if size == 1:
-        x2 = _features(x)
-        dy2 = _features(dy)
-        width = c1 - c0
-        for k in range(width):
-            sum_dy[k] = 0.0
-            sum_dy_xmu[k] = 0.0
-        for a in range(rows):
-            xr = x2[a, c0:c1]
-            gr = dy2[a, c0:c1]
-            for k in range(width):
-                g = np.float64(gr[k])
-                sum_dy[k] += g
-                sum_dy_xmu[k] += g * (xr[k] - mean[k])
-    else:
-        for c in range(c0, c1):
-            sum_dy[c - c0], sum_dy_xmu[c - c0] = _channel_gradient_sums(dy, x, c, mean[c - c0], buf_dy, buf_dy_xmu)
-
-
-@njit(cache=True)
-def _input_gradient(dy, x, dx, c0, c1, mean, coef_dy, coef_xmu, const):
-    """dx = coef_dy[k] * dy + coef_xmu[k] * (x - mean[k]) + const[k], in float64."""
-    rows, size = x.shape[0], x.shape[2]
-    if size == 1:
-        x2 = _features(x)
-        dy2 = _features(dy)
-        dx2 = _features(dx)
-        width = c1 - c0
-        for a in range(rows):
-            xr = x2[a, c0:c1]
-            gr = dy2[a, c0:c1]
-            out = dx2[a, c0:c1]
-            for k in range(width):
-                out[k] = coef_dy[k] * gr[k] + coef_xmu[k] * (xr[k] - mean[k]) + const[k]
-    else:
-        for c in range(c0, c1):
-            k = c - c0
-            p = coef_dy[k]
-            q = coef_xmu[k]
-            mu = mean[k]
-            r = const[k]
-            for a in range(rows):
-                xr = x[a, c]
-                gr = dy[a, c]
-                out = dx[a, c]
-                for i in range(size):
-                    out[i] = p * gr[i] + q * (xr[i] - mu) + r
-
-
-@njit(cache=True)
-def _channel_step(x, c0, c1):
-    # Images go one channel at a time so that all passes over a channel find it in
-    # cache; dense features take the whole block, whose loops run along the channels.
-    return max(1, c1 - c0) if x.shape[2] == 1 else 1
+def _gradient_sums(dy2, x2, size, g0, width, c0, mean, sum_dy, sum_dy_xmu, buf_mean, buf_dy, buf_dy_xmu):
+    # Adds sum(dy) and sum(dy * (x - mean)) of channels [g0, g0 + width) into
+    # sum_dy[c - c0] and sum_dy_xmu[c - c0].
+    chunk = _tile_shape(size)[1]
+    for s0 in range(0, size, chunk):
+        run = min(chunk, size - s0)
+        if width == 1:
+            _tile_gradient_sums(dy2, x2, g0 * size + s0, run, mean[g0 - c0], buf_dy, buf_dy_xmu)
+        else:
+            _spread(mean, g0 - c0, width, run, buf_mean)
+            _tile_gradient_sums(dy2, x2, g0 * size + s0, width * run, buf_mean, buf_dy, buf_dy_xmu)
+        _collect(buf_dy, width, run, sum_dy, g0 - c0)
+        _collect(buf_dy_xmu, width, run, sum_dy_xmu, g0 - c0)
 
 
 @njit(cache=True)
 def _train_block(x, gamma, beta, moving_mean, moving_variance, momentum, epsilon, y, mean_out,
                  inv_std_out, c0, c1):
-    count = x.shape[0] * x.shape[2]
-    width = c1 - c0
-    mean = np.empty(width, dtype=np.float64)
-    var = np.empty(width, dtype=np.float64)
-    scale = np.empty(width, dtype=np.float64)
-    shift = np.empty(width, dtype=np.float64)
-    buf = _buffer(x)
-    step = _channel_step(x, c0, c1)
-    for cb in range(c0, c1, step):
-        ce = min(cb + step, c1)
-        k0, k1 = cb - c0, ce - c0
-        _statistics(x, cb, ce, mean[k0:k1], var[k0:k1], buf)
-        for k in range(k0, k1):
-            c = c0 + k
-            inv_std = 1.0 / math.sqrt(var[k] + epsilon)
+    size = x.shape[2]
+    count = x.shape[0] * size
+    x2, y2 = _rows(x), _rows(y)
+    group, chunk = _tile_shape(size)
+    width_all = c1 - c0
+    sums = np.zeros(width_all, dtype=np.float64)
+    squares = np.zeros(width_all, dtype=np.float64)
+    mean = np.empty(width_all, dtype=np.float64)
+    scale = np.empty(width_all, dtype=np.float64)
+    shift = np.empty(width_all, dtype=np.float64)
+    buf, buf_mean, buf_scale, buf_shift = _scratch(), _scratch(), _scratch(), _scratch()
+    for g0 in range(c0, c1, group):
+        width = min(group, c1 - g0)
+        # Mean, squared deviations from it, output: three passes over the tile while
+        # it is in cache.
+        for s0 in range(0, size, chunk):
+            run = min(chunk, size - s0)
+            _tile_sum(x2, g0 * size + s0, width * run, buf)
+            _collect(buf, width, run, sums, g0 - c0)
+        for k in range(g0 - c0, g0 - c0 + width):
+            mean[k] = sums[k] / count
+        for s0 in range(0, size, chunk):
+            run = min(chunk, size - s0)
+            if width == 1:
+                _tile_squared_deviation(x2, g0 * size + s0, run, mean[g0 - c0], buf)
+            else:
+                _spread(mean, g0 - c0, width, run, buf_mean)
+                _tile_squared_deviation(x2, g0 * size + s0, width * run, buf_mean, buf)
+            _collect(buf, width, run, squares, g0 - c0)
+        for c in range(g0, g0 + width):
+            k = c - c0
+            var = squares[k] / count
+            inv_std = 1.0 / math.sqrt(var + epsilon)
             scale[k] = gamma[c] * inv_std
             shift[k] = beta[c]
             mean_out[c] = mean[k]
             inv_std_out[c] = inv_std
             # The running variance estimates the population's: unbiased batch variance.
-            unbiased = var[k] * count / (count - 1) if count > 1 else var[k]
+            unbiased = var * count / (count - 1) if count > 1 else var
             moving_mean[c] = momentum * moving_mean[c] + (1.0 - momentum) * mean[k]
             moving_variance[c] = momentum * moving_variance[c] + (1.0 - momentum) * unbiased
-        _affine(x, y, cb, ce, mean[k0:k1], scale[k0:k1], shift[k0:k1])
+        _apply_affine(x2, y2, size, g0, width, c0, mean, scale, shift, buf_mean, buf_scale, buf_shift)
+
+
+@njit(cache=True)
+def _infer_block(x, gamma, beta, moving_mean, moving_variance, epsilon, y, c0, c1):
+    size = x.shape[2]
+    width_all = c1 - c0
+    mean = np.empty(width_all, dtype=np.float64)
+    scale = np.empty(width_all, dtype=np.float64)
+    shift = np.empty(width_all, dtype=np.float64)
+    for k in range(width_all):
+        c = c0 + k
+        mean[k] = moving_mean[c]
+        scale[k] = gamma[c] / math.sqrt(np.float64(moving_variance[c]) + epsilon)
+        shift[k] = beta[c]
+    x2, y2 = _rows(x), _rows(y)
+    group = _tile_shape(size)[0]
+    buf_mean, buf_scale, buf_shift = _scratch(), _scratch(), _scratch()
+    for g0 in range(c0, c1, group):
+        _apply_affine(x2, y2, size, g0, min(group, c1 - g0), c0, mean, scale, shift, buf_mean, buf_scale,
+                      buf_shift)
+
+
+@njit(cache=True)
+def _backward_block(dy, x, mean_in, inv_std_in, gamma, dgamma, dbeta, need_dx, need_dparams, dx, c0, c1):
+    size = x.shape[2]
+    count = x.shape[0] * size
+    x2, dy2 = _rows(x), _rows(dy)
+    group = _tile_shape(size)[0]
+    width_all = c1 - c0
+    mean = np.empty(width_all, dtype=np.float64)
+    sum_dy = np.zeros(width_all, dtype=np.float64)
+    sum_dy_xmu = np.zeros(width_all, dtype=np.float64)
+    coef_dy = np.empty(width_all, dtype=np.float64)
+    coef_xmu = np.empty(width_all, dtype=np.float64)
+    const = np.empty(width_all, dtype=np.float64)
+    for k in range(width_all):
+        mean[k] = mean_in[c0 + k]
+    buf_mean, buf_a, buf_b, buf_c = _scratch(), _scratch(), _scratch(), _scratch()
+    for g0 in range(c0, c1, group):
+        width = min(group, c1 - g0)
+        _gradient_sums(dy2, x2, size, g0, width, c0, mean, sum_dy, sum_dy_xmu, buf_mean, buf_a, buf_b)
+        for c in range(g0, g0 + width):
+            k = c - c0
+            inv_std = inv_std_in[c]
+            if need_dparams:
+                dgamma[c] += sum_dy_xmu[k] * inv_std
+                dbeta[c] += sum_dy[k]
+            # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the
+            # gradient through the batch mean and variance, as coefficients per channel.
+            p = gamma[c] * inv_std
+            coef_dy[k] = p
+            coef_xmu[k] = -p * inv_std * inv_std * sum_dy_xmu[k] / count
+            const[k] = -p * sum_dy[k] / count
+        if need_dx:
+            dx2 = _rows(dx)
+            k = g0 - c0
+            if width == 1:
+                _tile_input_gradient(dy2, x2, dx2, g0 * size, size, mean[k], coef_dy[k], coef_xmu[k], const[k])
+            else:
+                _spread(mean, k, width, size, buf_mean)
+                _spread(coef_dy, k, width, size, buf_a)
+                _spread(coef_xmu, k, width, size, buf_b)
+                _spread(const, k, width, size, buf_c)
+                _tile_input_gradient(dy2, x2, dx2, g0 * size, width * size, buf_mean, buf_a, buf_b, buf_c)
+
+
+@njit(cache=True)
+def _backward_infer_block(dy, x, moving_mean, moving_variance, gamma, epsilon, dgamma, dbeta,
+                          need_dx, need_dparams, dx, c0, c1):
+    size = x.shape[2]
+    x2, dy2 = _rows(x), _rows(dy)
+    group = _tile_shape(size)[0]
+    width_all = c1 - c0
+    mean = np.empty(width_all, dtype=np.float64)
+    inv_std = np.empty(width_all, dtype=np.float64)
+    scale = np.empty(width_all, dtype=np.float64)
+    sum_dy = np.zeros(width_all, dtype=np.float64)
+    sum_dy_xmu = np.zeros(width_all, dtype=np.float64)
+    for k in range(width_all):
+        c = c0 + k
+        mean[k] = moving_mean[c]
+        inv_std[k] = 1.0 / math.sqrt(np.float64(moving_variance[c]) + epsilon)
+        # The statistics are constants here: the layer is an affine map per channel.
+        scale[k] = gamma[c] * inv_std[k]
+    buf_mean, buf_a, buf_b = _scratch(), _scratch(), _scratch()
+    for g0 in range(c0, c1, group):
+        width = min(group, c1 - g0)
+        if need_dparams:
+            _gradient_sums(dy2, x2, size, g0, width, c0, mean, sum_dy, sum_dy_xmu, buf_mean, buf_a, buf_b)
+            for c in range(g0, g0 + width):
+                dgamma[c] += sum_dy_xmu[c - c0] * inv_std[c - c0]
+                dbeta[c] += sum_dy[c - c0]
+        if need_dx:
+            dx2 = _rows(dx)
+            if width == 1:
+                _tile_scale(dy2, dx2, g0 * size, size, scale[g0 - c0])
+            else:
+                _spread(scale, g0 - c0, width, size, buf_a)
+                _tile_scale(dy2, dx2, g0 * size, width * size, buf_a)
 
 
 @njit(cache=True, parallel=True)
@@ -283,20 +365,6 @@ def batch_norm_forward_train(x, gamma, beta, moving_mean, moving_variance, momen
     return y, mean, inv_std
 
 
-@njit(cache=True)
-def _infer_block(x, gamma, beta, moving_mean, moving_variance, epsilon, y, c0, c1):
-    width = c1 - c0
-    mean = np.empty(width, dtype=np.float64)
-    scale = np.empty(width, dtype=np.float64)
-    shift = np.empty(width, dtype=np.float64)
-    for k in range(width):
-        c = c0 + k
-        mean[k] = moving_mean[c]
-        scale[k] = gamma[c] / math.sqrt(np.float64(moving_variance[c]) + epsilon)
-        shift[k] = beta[c]
-    _affine(x, y, c0, c1, mean, scale, shift)
-
-
 @njit(cache=True, parallel=True)
 def batch_norm_forward_infer(x, gamma, beta, moving_mean, moving_variance, epsilon, nblocks):
     """Inference-mode batch normalization with the moving statistics.
@@ -314,43 +382,6 @@ def batch_norm_forward_infer(x, gamma, beta, moving_mean, moving_variance, epsil
         for t in prange(nb):
             _infer_block(x, gamma, beta, moving_mean, moving_variance, epsilon, y, *block_bounds(t, nb, channels))
     return y
-
-
-@njit(cache=True)
-def _backward_block(dy, x, mean_in, inv_std_in, gamma, dgamma, dbeta, need_dx, need_dparams, dx, c0, c1):
-    count = x.shape[0] * x.shape[2]
-    width = c1 - c0
-    mean = np.empty(width, dtype=np.float64)
-    sum_dy = np.empty(width, dtype=np.float64)
-    sum_dy_xmu = np.empty(width, dtype=np.float64)
-    coef_dy = np.empty(width, dtype=np.float64)
-    coef_xmu = np.empty(width, dtype=np.float64)
-    const = np.empty(width, dtype=np.float64)
-    buf_dy = _buffer(x)
-    buf_dy_xmu = _buffer(x)
-    for k in range(width):
-        mean[k] = mean_in[c0 + k]
-    step = _channel_step(x, c0, c1)
-    for cb in range(c0, c1, step):
-        ce = min(cb + step, c1)
-        k0, k1 = cb - c0, ce - c0
-        _gradient_sums(dy, x, cb, ce, mean[k0:k1], sum_dy[k0:k1], sum_dy_xmu[k0:k1], buf_dy, buf_dy_xmu)
-        if need_dparams:
-            for k in range(k0, k1):
-                c = c0 + k
-                dgamma[c] += sum_dy_xmu[k] * inv_std_in[c]
-                dbeta[c] += sum_dy[k]
-        if need_dx:
-            # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), the
-            # gradient through the batch mean and variance, as coefficients per channel.
-            for k in range(k0, k1):
-                c = c0 + k
-                inv_std = inv_std_in[c]
-                p = gamma[c] * inv_std
-                coef_dy[k] = p
-                coef_xmu[k] = -p * inv_std * inv_std * sum_dy_xmu[k] / count
-                const[k] = -p * sum_dy[k] / count
-            _input_gradient(dy, x, dx, cb, ce, mean[k0:k1], coef_dy[k0:k1], coef_xmu[k0:k1], const[k0:k1])
 
 
 @njit(cache=True, parallel=True)
@@ -375,32 +406,6 @@ def batch_norm_backward(dy, x, mean, inv_std, gamma, dgamma, dbeta, need_dx, nee
             _backward_block(dy, x, mean, inv_std, gamma, dgamma, dbeta, need_dx, need_dparams, dx,
                             *block_bounds(t, nb, channels))
     return dx
-
-
-@njit(cache=True)
-def _backward_infer_block(dy, x, moving_mean, moving_variance, gamma, epsilon, dgamma, dbeta,
-                          need_dx, need_dparams, dx, c0, c1):
-    width = c1 - c0
-    mean = np.empty(width, dtype=np.float64)
-    scale = np.empty(width, dtype=np.float64)
-    zero = np.zeros(width, dtype=np.float64)
-    for k in range(width):
-        c = c0 + k
-        mean[k] = moving_mean[c]
-        scale[k] = 1.0 / math.sqrt(np.float64(moving_variance[c]) + epsilon)
-    if need_dparams:
-        sum_dy = np.empty(width, dtype=np.float64)
-        sum_dy_xmu = np.empty(width, dtype=np.float64)
-        _gradient_sums(dy, x, c0, c1, mean, sum_dy, sum_dy_xmu, _buffer(x), _buffer(x))
-        for k in range(width):
-            c = c0 + k
-            dgamma[c] += sum_dy_xmu[k] * scale[k]
-            dbeta[c] += sum_dy[k]
-    if need_dx:
-        # The statistics are constants here: the layer is an affine map per channel.
-        for k in range(width):
-            scale[k] *= gamma[c0 + k]
-        _affine(dy, dx, c0, c1, zero, scale, zero)
 
 
 @njit(cache=True, parallel=True)
