@@ -17,10 +17,13 @@ small feature maps included):
 - sums over A add each row into a float64 buffer of per-position partial sums, which
   is summed per channel at the end (a single running sum cannot be reordered and runs
   one element per add latency);
-- per-channel constants (mean, scale, shift) are spread into per-position buffers so
-  that the elementwise loops need no channel lookup.
+- in a tile of several channels, per-channel constants (mean, scale, shift) are spread
+  into per-position buffers so that the elementwise loops need no channel lookup; a
+  tile of one channel passes them as scalars (see ``_at``).
 
-A tile's data (A rows of TILE float32) stays in the L2 cache between the passes over it.
+A tile's data (A rows of at most TILE elements) stays in the L2 cache between the
+passes over it.  Compared with one channel at a time, tiles run about twice as fast
+on 8x8 feature maps and the same on larger ones (measured).
 
 Statistics are two-pass (mean, then the mean of squared deviations) in float64: a
 one-pass sum of squares loses the variance of float32 data with a large mean, e.g.
