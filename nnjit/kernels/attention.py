@@ -26,8 +26,9 @@ are all padding, are skipped.
 Scores are kept transposed, S^T = K_tile @ Q_tile^T of shape (keys, queries): the softmax
 statistics are then reductions over rows, done elementwise along contiguous rows of
 queries (vectorized), and the causal mask of a key row is a contiguous range of queries.
-exp is a polynomial (``_exp_nonpositive``) so that these loops vectorize; statistics are
-float64 whatever the dtype.
+exp is a polynomial (``_exp_nonpositive``) so that these loops vectorize.  Precision:
+scores, the running maximum (exact) and exp run in the dtype, so float32 data uses float32
+lanes; each tile's sums of exp are added into a float64 running sum, and lse is float64.
 
 Backward (FlashAttention-2) per (b, h): D_i = dO_i . O_i; then per key tile and query tile
 P = exp(S - lse), dV += P^T dO, dP = dO V^T, dS = P * (dP - D), dQ += scale * dS K and
