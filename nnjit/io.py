@@ -228,3 +228,288 @@ def load_weights(model, path) -> None:
             raise ValueError(f"{path}: tensor {name!r} has shape {tensors[name].shape}, the model expects {target.shape}")
     for name, target in own.items():
         target[...] = tensors[name]
+
+
+# ------------------------------------------------------------------ PyTorch state dicts
+# A PyTorch state dict in a safetensors file is loaded module by module: the tensors are
+# grouped by module (the name less its last part), the groups are put in the order of
+# ``order`` (the state dict's own order) or, without it, in natural order of the module
+# paths, which is the order of an nn.Sequential (safetensors files do not keep the state
+# dict's order: they sort the tensors by name), and the i-th group goes to the i-th layer
+# of ``model.layers`` that has weights.  The converters below say how each layer's
+# parameters come from its module's tensors.
+
+_TORCH_RNN = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh)_l(\d+)(_reverse)?$")
+_TORCH_SKIPPED = ("num_batches_tracked",)  # BatchNorm's counter: nnjit has no use for it
+_TRANSFORMER_PARTS = ("self_attn", "linear1", "linear2", "norm1", "norm2")
+
+
+def _natural(name: str):
+    """Sort key of a tensor name: by module path, numbers compared as numbers
+    ("2.weight" before "10.weight", "layer2" before "layer10")."""
+    return [[int(t) if t.isdigit() else t for t in re.split(r"(\d+)", part)] for part in name.split(".")]
+
+
+class _TorchModule:
+    """The tensors of one PyTorch module (one layer of a multi-layer RNN), by local name."""
+
+    def __init__(self, prefix, rnn_layer):
+        self.prefix = prefix
+        self.rnn_layer = rnn_layer
+        self.tensors = {}  # local name -> full name
+
+    @property
+    def label(self):
+        where = self.prefix or "<top level>"
+        return where if self.rnn_layer is None else f"{where} (layer {self.rnn_layer})"
+
+
+def _torch_modules(names, tensors):
+    modules = {}
+    for full in names:
+        prefix, _, local = full.rpartition(".")
+        if local in _TORCH_SKIPPED:
+            continue
+        # nn.MultiheadAttention keeps its output projection in a submodule: one layer here.
+        if local in ("weight", "bias") and (prefix == "out_proj" or prefix.endswith(".out_proj")):
+            parent = prefix[:-len("out_proj")].rstrip(".")
+            lead = parent + "." if parent else ""
+            if lead + "in_proj_weight" in tensors or lead + "q_proj_weight" in tensors:
+                prefix, local = parent, "out_proj." + local
+        match = _TORCH_RNN.match(local)
+        key = (prefix, int(match.group(2)) if match else None)
+        if key not in modules:
+            modules[key] = _TorchModule(*key)
+        modules[key].tensors[local] = full
+    return list(modules.values())
+
+
+class _Take:
+    """Hands out a module's tensors to a converter, checking each shape first; remembers
+    which were used so that unexpected ones are reported."""
+
+    def __init__(self, module, tensors, layer, source, hint=""):
+        self.module, self.all, self.layer, self.source, self.hint = module, tensors, layer, source, hint
+        self.used = set()
+
+    def __call__(self, local, shape):
+        full = self.module.tensors.get(local)
+        if full is None:
+            raise ValueError(f"{self.source}: PyTorch module {self.module.label!r} has no tensor {local!r}, which "
+                             f"{_describe(self.layer)} needs; its tensors: {sorted(self.module.tensors)}{self.hint}")
+        value = self.all[full]
+        if value.shape != tuple(shape):
+            raise ValueError(f"{self.source}: PyTorch tensor {full!r} has shape {value.shape}; {_describe(self.layer)} "
+                             f"needs {tuple(shape)} there (is the nnjit model the same architecture, layer for "
+                             f"layer?){self.hint}")
+        if value.dtype.kind != "f":
+            raise ValueError(f"{self.source}: PyTorch tensor {full!r} has dtype {value.dtype}; expected floats")
+        self.used.add(local)
+        return value
+
+    def has(self, local):
+        return local in self.module.tensors
+
+
+def _describe(layer):
+    return f"{type(layer).__name__} layer {layer.name!r}"
+
+
+def _shape(layer, key):
+    return (layer.state[key] if key in layer.state else layer.params[key]).shape
+
+
+def _reversed_shape(layer, key):
+    return _shape(layer, key)[::-1]
+
+
+def _from_linear(layer, take, _):
+    out = {"kernel": take("weight", _reversed_shape(layer, "kernel")).T}
+    if layer.use_bias:
+        out["bias"] = take("bias", _shape(layer, "bias"))
+    return out
+
+
+def _from_conv(layer, take, _):
+    out = {"kernel": take("weight", _shape(layer, "kernel"))}
+    if layer.use_bias:
+        out["bias"] = take("bias", _shape(layer, "bias"))
+    return out
+
+
+def _from_batch_norm(layer, take, _):
+    c = _shape(layer, "gamma")
+    return {"gamma": take("weight", c), "beta": take("bias", c), "moving_mean": take("running_mean", c),
+            "moving_variance": take("running_var", c)}
+
+
+def _from_layer_norm(layer, take, _):
+    f = _shape(layer, "gamma")
+    return {"gamma": take("weight", f), "beta": take("bias", f)}
+
+
+def _from_embedding(layer, take, _):
+    return {"embeddings": take("weight", _shape(layer, "embeddings"))}
+
+
+def _from_rnn(layer, take, index, suffix=""):
+    """SimpleRNN, LSTM and GRU from nn.RNN / nn.LSTM / nn.GRU (same gate orders).  nnjit has
+    one bias where PyTorch has two: their sum, except GRU's recurrent bias, which the reset
+    gate multiplies (nnjit keeps it apart as recurrent_bias)."""
+    index = 0 if index is None else index
+    end = f"_l{index}{suffix}"
+    out = {"kernel": take("weight_ih" + end, _reversed_shape(layer, "kernel")).T,
+           "recurrent_kernel": take("weight_hh" + end, _reversed_shape(layer, "recurrent_kernel")).T}
+    if layer.use_bias:
+        shape = _shape(layer, "bias")
+        b_ih, b_hh = take("bias_ih" + end, shape), take("bias_hh" + end, shape)
+        if type(layer).__name__ == "GRU":
+            out["bias"], out["recurrent_bias"] = b_ih, b_hh
+        else:
+            out["bias"] = b_ih.astype(np.float64) + b_hh
+    return out
+
+
+def _from_bidirectional(layer, take, index):
+    inner = {}
+    for prefix, sub, suffix in (("forward_", layer.forward_layer, ""), ("backward_", layer.backward_layer, "_reverse")):
+        for key, value in _from_rnn(sub, take, index, suffix).items():
+            inner[prefix + key] = value
+    return inner
+
+
+def _from_attention(layer, take, _):
+    """nn.MultiheadAttention: in_proj_weight (3E, E) holds W_q, W_k, W_v as rows (or
+    q_proj_weight, k_proj_weight, v_proj_weight apart); nnjit's wq is W_q transposed."""
+    e = _shape(layer, "wq")[0]
+    out = {}
+    if take.has("in_proj_weight"):
+        w = take("in_proj_weight", (3 * e, e))
+        out.update(wq=w[:e].T, wk=w[e:2 * e].T, wv=w[2 * e:].T)
+    else:
+        for key in ("q", "k", "v"):
+            out["w" + key] = take(f"{key}_proj_weight", (e, e)).T
+    out["wo"] = take("out_proj.weight", (e, e)).T
+    if layer.use_bias:
+        b = take("in_proj_bias", (3 * e,))
+        out.update(bq=b[:e], bk=b[e:2 * e], bv=b[2 * e:], bo=take("out_proj.bias", (e,)))
+    return out
+
+
+_TORCH_CONVERTERS = {
+    "Dense": _from_linear, "Conv2D": _from_conv, "BatchNormalization": _from_batch_norm,
+    "LayerNormalization": _from_layer_norm, "Embedding": _from_embedding, "SimpleRNN": _from_rnn, "LSTM": _from_rnn,
+    "GRU": _from_rnn, "Bidirectional": _from_bidirectional, "MultiHeadAttention": _from_attention,
+}
+
+
+def _convert_module(layer, module, tensors, source, hint=""):
+    converter = _TORCH_CONVERTERS[type(layer).__name__]
+    take = _Take(module, tensors, layer, source, hint)
+    values = converter(layer, take, module.rnn_layer)
+    unused = sorted(set(module.tensors) - take.used)
+    if unused:
+        raise ValueError(f"{source}: PyTorch tensors {[module.tensors[k] for k in unused]} have no place in "
+                         f"{_describe(layer)} (a bias where the layer has use_bias=False, or another architecture?)")
+    return values
+
+
+def _convert_transformer(layer, modules, tensors, source, hint):
+    """TransformerEncoder from nn.TransformerEncoderLayer: its submodules self_attn,
+    linear1, linear2, norm1 and norm2 (in any order), all under one parent."""
+    parent = modules[0].prefix.rpartition(".")[0]
+    lead = parent + "." if parent else ""
+    parts = {}
+    for module in modules:
+        name = module.prefix[len(lead):] if module.prefix.startswith(lead) else None
+        if module.prefix.rpartition(".")[0] != parent or name not in _TRANSFORMER_PARTS or name in parts:
+            break
+        parts[name] = module
+        if len(parts) == len(_TRANSFORMER_PARTS):
+            break
+    missing = [p for p in _TRANSFORMER_PARTS if p not in parts]
+    if missing:
+        raise ValueError(f"{source}: {_describe(layer)} needs an nn.TransformerEncoderLayer (submodules "
+                         f"{list(_TRANSFORMER_PARTS)}); at module {modules[0].label!r} the file lacks {missing}")
+    values = {}
+    for prefix, sub, part in (("attention_", layer.attention, "self_attn"), ("norm1_", layer.norm1, "norm1"),
+                              ("norm2_", layer.norm2, "norm2"), ("ff1_", layer.ff1, "linear1"),
+                              ("ff2_", layer.ff2, "linear2")):
+        for key, value in _convert_module(sub, parts[part], tensors, source, hint).items():
+            values[prefix + key] = value
+    return values, len(_TRANSFORMER_PARTS)
+
+
+def load_torch_state_dict(model, path, order=None) -> None:
+    """Load a PyTorch model's weights from a safetensors file into the nnjit model of the
+    same architecture (``safetensors.torch.save_file(module.state_dict(), path)``).
+
+    Modules are matched to the layers with weights in the order of ``model.layers``:
+    nn.Linear -> Dense (weight transposed), nn.Conv2d -> Conv2D (same layout),
+    nn.BatchNorm -> BatchNormalization (weight, bias, running_mean, running_var; the
+    counter num_batches_tracked is skipped), nn.LayerNorm -> LayerNormalization,
+    nn.Embedding -> Embedding, nn.RNN / nn.LSTM / nn.GRU -> SimpleRNN / LSTM / GRU (one
+    layer per PyTorch layer ``_l<k>``; a bidirectional one -> Bidirectional with
+    merge_mode="concat"), nn.MultiheadAttention -> MultiHeadAttention,
+    nn.TransformerEncoderLayer -> TransformerEncoder.
+
+    Args:
+        model: a built nnjit model.
+        path: the safetensors file (F32, F64, F16 or BF16 tensors).
+        order: the state dict's tensor names in its own order, e.g.
+            ``list(module.state_dict())``.  Needed when the natural order of the module
+            names differs from the order of the layers (a module with attributes ``lstm``
+            and ``fc`` sorts as fc, lstm); an nn.Sequential needs none.
+
+    Every tensor's shape is checked before anything is assigned; a mismatch raises a
+    ValueError naming the PyTorch tensor, and the model is left unchanged.  PyTorch is not
+    needed (the file is parsed here).
+    """
+    source = os.fspath(path)
+    if not getattr(model, "built", False):
+        raise RuntimeError(f"{getattr(model, 'name', 'model')}.load_torch_state_dict: build the model first "
+                           "(give it an Input or call build)")
+    tensors, _ = read_safetensors(source)
+    if order is None:
+        names = sorted(tensors, key=_natural)
+    else:
+        names = [str(n) for n in order]
+        unknown = [n for n in names if n not in tensors]
+        unlisted = [n for n in tensors if n not in set(names) and n.rpartition(".")[2] not in _TORCH_SKIPPED]
+        if unknown or unlisted:
+            raise ValueError(f"{source}: order does not list the file's tensors (not in the file: {unknown[:5]}, "
+                             f"not in order: {unlisted[:5]})")
+    modules = _torch_modules(names, tensors)
+    hint = "" if order is not None else (
+        "; the modules were taken in the natural order of their names: if the layers follow another order, "
+        "pass order=list(module.state_dict())")
+    layers = [layer for layer in model.layers if layer.params or layer.state]
+    assignments = []  # (target array, value)
+    at = 0
+    for layer in layers:
+        kind = type(layer).__name__
+        if at >= len(modules):
+            raise ValueError(f"{source}: the file has {len(modules)} PyTorch modules with tensors, fewer than the "
+                             f"model's layers with weights; nothing left for {_describe(layer)}")
+        if kind == "TransformerEncoder":
+            values, used = _convert_transformer(layer, modules[at:], tensors, source, hint)
+        elif kind in _TORCH_CONVERTERS:
+            values, used = _convert_module(layer, modules[at], tensors, source, hint), 1
+        else:
+            raise ValueError(f"{source}: no PyTorch counterpart is known for {_describe(layer)}")
+        targets = {**layer.params, **layer.state}
+        if set(values) != set(targets):
+            raise ValueError(f"{source}: {_describe(layer)} has weights {sorted(targets)}; the PyTorch module "
+                             f"{modules[at].label!r} gives {sorted(values)}")
+        for key, value in values.items():
+            if value.shape != targets[key].shape:  # guards the converters themselves
+                raise ValueError(f"{source}: {_describe(layer)}.{key} has shape {targets[key].shape}; "
+                                 f"the PyTorch module {modules[at].label!r} gives {value.shape}")
+            assignments.append((targets[key], value))
+        at += used
+    if at != len(modules):
+        rest = [m.label for m in modules[at:]]
+        raise ValueError(f"{source}: PyTorch modules {rest[:5]} are left over after the model's {len(layers)} "
+                         "layers with weights (another architecture?)")
+    for target, value in assignments:
+        target[...] = value
