@@ -1,7 +1,9 @@
 """Scaled dot-product attention over projected, head-split tensors, forward and backward.
 
-Shapes.  q: (B, H, Tq, d); k, v: (B, H, Tk, d); all C-contiguous, float32 or float64, one
-dtype.  ``key_mask`` is a (B, Tk) uint8 array, 1 where a key may be attended and 0 for
+Shapes.  q: (B, H, Tq, d); k, v: (B, H, Tk, d); float32 or float64, one dtype; C-contiguous,
+or any view whose last axis is contiguous, such as a projection's (B, T, H, d) output viewed
+as (B, H, T, d) with ``transpose(0, 2, 1, 3)`` (no copy; each layout compiles its own
+specialization).  Outputs are C-contiguous.  ``key_mask`` is a (B, Tk) uint8 array, 1 where a key may be attended and 0 for
 padding, or a (0, 0) array for none.  With ``causal`` query i attends keys
 j <= i + (Tk - Tq): the two sequences are aligned at their ends, which for self-attention
 (Tq == Tk) is j <= i.  ``scale`` multiplies the scores (1 / sqrt(d) normally).

@@ -254,6 +254,23 @@ def test_dropout_is_deterministic_and_unbiased():
     assert np.abs(first - base).mean() > 0.1 * np.abs(base).mean()
 
 
+def test_head_split_views_of_a_projection():
+    """q, k, v may be (B, T, H, d) arrays viewed as (B, H, T, d) (last axis contiguous), as a
+    layer gets them from a projection without copying; outputs are C-contiguous."""
+    rng = np.random.default_rng(20)
+    b, t, h, d = 2, 70, 3, 5
+    qkv = rng.standard_normal((b, t, 3, h, d))
+    q, k, v = (qkv[:, :, n].transpose(0, 2, 1, 3) for n in range(3))
+    assert not q.flags.c_contiguous
+    out, lse = attention_forward(q, k, v, NO_MASK, True, 0.4, 0.0, 0, 2)
+    np.testing.assert_allclose(out, reference(q, k, v, NO_MASK, True, 0.4)[0], rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal((b, t, h, d)).transpose(0, 2, 1, 3)
+    grads = attention_backward(dout, q, k, v, out, lse, NO_MASK, True, 0.4, 0.0, 0, 2)
+    for got, want in zip(grads, reference_backward(dout, q, k, v, NO_MASK, True, 0.4)):
+        assert got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-11)
+
+
 def test_empty_key_sequence():
     q, k, v, _ = _problem(1, 2, 3, 0, 4)
     out, lse = attention_forward(q, k, v, NO_MASK, False, 0.5, 0.0, 0, 2)
