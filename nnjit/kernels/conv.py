@@ -527,8 +527,11 @@ def _winograd_input(xp, wp, th, tw, v, col0):
 
 
 @njit(cache=True)
-def _winograd_output(m, rows, th, tw, col0, out):
-    """out[f] (2 th rows of 2 tw) = A^T M A of the tiles m[:, f, col0:col0 + th * tw], f < rows."""
+def _winograd_output(m, rows, th, tw, col0, bias, relu, out):
+    """out[f] (2 th rows of 2 tw) = A^T M A + bias[f] of the tiles m[:, f, col0:col0 + th * tw]
+    for f < rows, relu applied when ``relu``.  out may be the output itself when the tiles
+    cover it exactly (even height and width): the transform then also does the bias and relu
+    pass."""
     fp = m.shape[1]
     nt = m.shape[2]
     mf = m.reshape(-1)
@@ -539,6 +542,7 @@ def _winograd_output(m, rows, th, tw, col0, out):
     three = uint64(3)
     for f in range(rows):
         dst = out[f]
+        bv = bias[f]
         for ty in range(th):
             s = uint64(f * nt + col0 + ty * tw)
             d0 = uint64(2 * ty * pitch)
@@ -554,11 +558,20 @@ def _winograd_output(m, rows, th, tw, col0, out):
                 m14, m15 = mf[q + uint64(14) * plane], mf[q + uint64(15) * plane]
                 t00, t01, t02, t03 = m0 + m4 + m8, m1 + m5 + m9, m2 + m6 + m10, m3 + m7 + m11
                 t10, t11, t12, t13 = m4 - m8 - m12, m5 - m9 - m13, m6 - m10 - m14, m7 - m11 - m15
+                y00 = t00 + t01 + t02 + bv
+                y01 = t01 - t02 - t03 + bv
+                y10 = t10 + t11 + t12 + bv
+                y11 = t11 - t12 - t13 + bv
+                if relu:
+                    y00 = y00 if y00 > 0 else 0.0
+                    y01 = y01 if y01 > 0 else 0.0
+                    y10 = y10 if y10 > 0 else 0.0
+                    y11 = y11 if y11 > 0 else 0.0
                 o = two * tx
-                dst[d0 + o] = t00 + t01 + t02
-                dst[d0 + o + one] = t01 - t02 - t03
-                dst[d1 + o] = t10 + t11 + t12
-                dst[d1 + o + one] = t11 - t12 - t13
+                dst[d0 + o] = y00
+                dst[d0 + o + one] = y01
+                dst[d1 + o] = y10
+                dst[d1 + o + one] = y11
 
 
 @njit(cache=True)
@@ -604,7 +617,10 @@ def _forward_winograd(x, u, bias, pad_top, pad_left, out_h, out_w, code, y3, z3,
     xp = np.zeros((cin, (2 * th + 2) * (2 * tw + 2)), dtype=x.dtype)
     vbuf = np.empty(16 * (cin + 1) * nimg * tiles, dtype=x.dtype)
     mbuf = np.empty(16 * (cout + 1) * nimg * tiles, dtype=x.dtype)
-    out = np.empty((cout, 4 * tiles), dtype=x.dtype)
+    # Even output sizes with a linear or relu output: the output transform writes y itself.
+    exact = out_h % 2 == 0 and out_w % 2 == 0 and z3.shape[0] == 0 and (code == LINEAR or code == RELU)
+    out = np.empty((0 if exact else cout, 4 * tiles), dtype=x.dtype)
+    zero = np.zeros(cout, dtype=x.dtype)
     for s in range(i0, i1, nimg):
         m = min(nimg, i1 - s)
         v, mm = _winograd_buffers(cin, cout, m * tiles, vbuf, mbuf)
@@ -612,10 +628,13 @@ def _forward_winograd(x, u, bias, pad_top, pad_left, out_h, out_w, code, y3, z3,
             _winograd_tiles(x3[s + k], 0, h, w, pad_top, pad_left, th, tw, xp, v, k * tiles)
         _winograd_products(u, v, mm)
         for k in range(m):
-            _winograd_output(mm, cout, th, tw, k * tiles, out)
-            for f in range(cout):
-                _store_filter(out[f], 2 * tw, out_h, out_w, bias, code, y3, z3, s + k, f)
-            _activate_image(code, y3, z3, s + k)
+            if exact:
+                _winograd_output(mm, cout, th, tw, k * tiles, bias, code == RELU, y3[s + k])
+            else:
+                _winograd_output(mm, cout, th, tw, k * tiles, zero, False, out)
+                for f in range(cout):
+                    _store_filter(out[f], 2 * tw, out_h, out_w, bias, code, y3, z3, s + k, f)
+                _activate_image(code, y3, z3, s + k)
 
 
 @njit(cache=True)
@@ -774,7 +793,8 @@ def _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, 
     dzp = np.zeros((f_ if wino else 0, (2 * th + 2) * (2 * tw + 2)), dtype=x.dtype)
     vbuf = np.empty(16 * (f_ + 1) * nimg * tiles, dtype=x.dtype)
     mbuf = np.empty(16 * (c_in + 1) * nimg * tiles, dtype=x.dtype)
-    out = np.empty((c_in if wino else 0, 4 * tiles), dtype=x.dtype)
+    exact = h % 2 == 0 and wd % 2 == 0
+    out = np.empty((c_in if wino and not exact else 0, 4 * tiles), dtype=x.dtype)
     zero_bias = np.zeros(c_in, dtype=x.dtype)
     no_z = np.empty((0, c_in, h * wd), dtype=x.dtype)
     for s in range(i0, i1, nimg):
@@ -812,9 +832,12 @@ def _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, 
                 _winograd_tiles(dz, k * p, out_h, out_w, 2 - pad_top, 2 - pad_left, th, tw, dzp, v, k * tiles)
             _winograd_products(u, v, mm)
             for k in range(m):
-                _winograd_output(mm, c_in, th, tw, k * tiles, out)
-                for c in range(c_in):
-                    _store_filter(out[c], 2 * tw, h, wd, zero_bias, LINEAR, dx3, no_z, s + k, c)
+                if exact:
+                    _winograd_output(mm, c_in, th, tw, k * tiles, zero_bias, False, dx3[s + k])
+                else:
+                    _winograd_output(mm, c_in, th, tw, k * tiles, zero_bias, False, out)
+                    for c in range(c_in):
+                        _store_filter(out[c], 2 * tw, h, wd, zero_bias, LINEAR, dx3, no_z, s + k, c)
         elif need_dx:
             # The column buffer is free again once dw is done: reuse it for the column
             # gradient, and xp for the padded image gradient.
