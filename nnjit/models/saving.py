@@ -7,7 +7,7 @@ One file in the safetensors layout of ``nnjit.io`` (checksummed, replaced atomic
 - tensors ``"optimizer/<slot>"`` (flat buffers over all parameters, in the order of
   ``model.layers``) and ``"optimizer/iterations"`` (int64 scalar: the step count, which is
   also where a learning-rate schedule stands), unless ``include_optimizer=False``;
-- metadata ``format`` ("nnjit-model"), ``nnjit_version``, ``floatx`` (the weights' float
+- metadata ``format`` ("nnjit-model"), ``format_version``, ``nnjit_version``, ``floatx`` (the weights' float
   type), ``architecture`` (JSON, below), ``compile`` (JSON or "null"): optimizer config,
   loss (a name or config, a list of them for several outputs), ``loss_weights``, metric
   names; and the checksum over all of that, the tensor table and the data.
@@ -44,6 +44,7 @@ from .functional import Model
 from .sequential import Sequential
 
 FORMAT = "nnjit-model"
+FORMAT_VERSION = 1  # raised when the layout changes in a way older readers would misread
 WEIGHTS_FORMAT = "nnjit-weights"
 _OPTIMIZER_PREFIX = "optimizer/"
 
@@ -270,7 +271,7 @@ def _rebuild(arch, floatx, source):
     with _floatx(floatx), _quiet_rng():
         try:
             model = _build_model(arch, source)
-        except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        except (KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
             raise ValueError(f"{source}: damaged architecture ({type(exc).__name__}: {exc})") from None
     rebuilt = architecture(model)
     if rebuilt != arch:
@@ -344,7 +345,7 @@ def save_model(model, path, include_optimizer=True) -> None:
         tensors.update(_optimizer_tensors(model))
     from .. import __version__
 
-    metadata = {"format": FORMAT, "nnjit_version": __version__, "floatx": _weights_dtype(model),
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "nnjit_version": __version__, "floatx": _weights_dtype(model),
                 "architecture": json.dumps(arch, separators=(",", ":")),
                 "compile": json.dumps(compile_config, separators=(",", ":")),
                 "layers": json.dumps([layer.name for layer in model.layers])}
@@ -410,10 +411,14 @@ def load_model(path):
                          "model and call model.load_weights(path), or save it with model.save(path)")
     if fmt != FORMAT:
         raise ValueError(f"{source}: not a model file written by model.save (format {fmt!r})")
+    version = meta.get("format_version", "1")
+    if version != str(FORMAT_VERSION):
+        raise ValueError(f"{source}: model file format version {version!r}; this nnjit reads version "
+                         f"{FORMAT_VERSION} (the file was written by nnjit {meta.get('nnjit_version', '?')})")
     try:
         arch = json.loads(meta["architecture"])
         compile_config = json.loads(meta.get("compile", "null"))
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{source}: damaged architecture or compile configuration ({exc})") from None
     floatx = meta.get("floatx", "float32")
     if floatx not in ("float32", "float64"):

@@ -198,7 +198,7 @@ def test_file_layout(tmp_path):
     (n,) = np.frombuffer(blob[:8], "<u8")
     header = json.loads(blob[8:8 + int(n)])
     meta = header.pop("__metadata__")
-    assert meta["format"] == "nnjit-model" and meta["floatx"] == "float32"
+    assert meta["format"] == "nnjit-model" and meta["format_version"] == "1" and meta["floatx"] == "float32"
     assert set(header) == {"0/kernel", "0/bias", "2/kernel", "2/bias", "optimizer/iterations",
                            "optimizer/momentum", "optimizer/velocity"}
     assert header["optimizer/iterations"]["dtype"] == "I64" and header["optimizer/iterations"]["shape"] == []
@@ -366,6 +366,16 @@ def test_inconsistent_contents_are_refused(tmp_path):
         nj.load_model(path)
     path.write_bytes(good)
     _rewrite(path, lambda m: m.update(architecture='{"class_name": "Sequential", "config": {"layers": 3}}'))
+    with pytest.raises(ValueError, match="damaged architecture"):
+        nj.load_model(path)
+    path.write_bytes(good)
+    _rewrite(path, lambda m: m.update(format_version="2", nnjit_version="9.0"))
+    with pytest.raises(ValueError, match="format version '2'.*nnjit 9.0"):
+        nj.load_model(path)
+    path.write_bytes(good)
+    level = '{"class_name": "Model", "config": {"nodes": [], "inputs": [], "outputs": [], "layers": ['
+    deep = level * 300 + ']}}' * 300
+    _rewrite(path, lambda m: m.update(architecture=deep))
     with pytest.raises(ValueError, match="damaged architecture"):
         nj.load_model(path)
 
