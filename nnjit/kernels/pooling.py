@@ -351,7 +351,7 @@ def avg_pool2d_backward(dy, in_h, in_w, pool_h, pool_w, stride_h, stride_w, pad_
 
 
 @njit(cache=True)
-def sum_float64(a, i0, i1):
+def _sum_float64(a, i0, i1):
     """Sum of a[i0:i1] of a 1-D array, accumulated in float64.
 
     Eight independent partial sums: without fastmath LLVM may not reorder a single
@@ -381,7 +381,7 @@ def _global_avg_planes(x, y, p0, p1):
     for p in range(p0, p1):
         n = p // channels
         c = p - n * channels
-        y[n, c] = sum_float64(x[n, c].reshape(size), 0, size) / size
+        y[n, c] = _sum_float64(x[n, c].reshape(size), 0, size) / size
 
 
 @njit(cache=True, parallel=True)

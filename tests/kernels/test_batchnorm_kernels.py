@@ -171,6 +171,24 @@ def test_backward_finite_differences_of_reference(shape, nblocks):
     np.testing.assert_allclose(dbeta + 0.25, _numeric_gradient(loss, beta), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 5), (6, 2, 1)])
+def test_backward_finite_differences_of_kernel(shape):
+    """Gradient of sum(batch_norm_forward_train(x) * R) by central differences of the kernel itself."""
+    x, gamma, beta, mm, mv = _problem(shape, np.float64, seed=17)
+    R = np.random.default_rng(18).standard_normal(shape)
+    _, mean, inv_std = batch_norm_forward_train(x, gamma, beta, mm.copy(), mv.copy(), 0.9, EPS, 1)
+    dgamma, dbeta = np.zeros_like(gamma), np.zeros_like(beta)
+    dx = batch_norm_backward(R, x, mean, inv_std, gamma, dgamma, dbeta, True, True, 2)
+
+    def loss():
+        y = batch_norm_forward_train(x, gamma, beta, mm.copy(), mv.copy(), 0.9, EPS, 1)[0]
+        return float(np.sum(y * R))
+
+    np.testing.assert_allclose(dx, _numeric_gradient(loss, x), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(dgamma, _numeric_gradient(loss, gamma), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dbeta, _numeric_gradient(loss, beta), rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("shape", SHAPES + TILED_SHAPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nblocks", [1, 2])
