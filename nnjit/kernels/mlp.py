@@ -40,8 +40,10 @@ Loss codes (``loss_code``): SOFTMAX_CE_SPARSE and SOFTMAX_CE_DENSE (softmax and
 cross-entropy from logits against labels or one-hot / soft targets),
 CE_PROBS_SPARSE and CE_PROBS_DENSE (cross-entropy on probabilities), and the
 elementwise MSE, MAE, HUBER, SIGMOID_BCE (sigmoid + binary cross-entropy from logits)
-and BCE (binary cross-entropy on probabilities).  They reuse the row and element
-helpers of ``nnjit.kernels.losses``, so values and gradients follow the same rules
+and BCE (binary cross-entropy on probabilities).  Each family (softmax cross-entropy,
+cross-entropy on probabilities, elementwise) has its own compiled kernel behind
+``mlp_train_step``, so that a cold start compiles only the loss in use.  They reuse the
+row and element helpers of ``nnjit.kernels.losses``, so values and gradients follow the same rules
 (float64 accumulation, clipping, NaN for a label out of range).  The mean of the
 cross-entropies is over rows; of the elementwise losses over all elements.  Row losses
 are summed in a fixed order whatever ``nblocks`` (BLAS may still round the products of
@@ -161,31 +163,6 @@ def _forward_rows(x, params, layout, offs, work, out, i0, i1):
 
 
 @njit(cache=True, inline="always")
-def _loss_rows(out, probs, dout, labels, targets, loss_code, delta, row_loss, i0, i1):
-    """Loss of rows i0..i1 into row_loss and its gradient with respect to ``out`` into
-    ``dout`` (already divided by the count the mean is over)."""
-    n, c = out.shape
-    if loss_code == SOFTMAX_CE_SPARSE:
-        _softmax_ce_sparse_rows(out, labels, probs, dout, row_loss, 1.0 / n, i0, i1)
-    elif loss_code == SOFTMAX_CE_DENSE:
-        _softmax_ce_dense_rows(out, targets, probs, dout, row_loss, 1.0 / n, i0, i1)
-    elif loss_code == CE_PROBS_SPARSE:
-        _ce_probs_sparse_rows(out, labels, dout, row_loss, 1.0 / n, i0, i1)
-    elif loss_code == CE_PROBS_DENSE:
-        _ce_probs_dense_rows(out, targets, dout, row_loss, 1.0 / n, i0, i1)
-    else:
-        size = n * c
-        flat_out = out.reshape(size)
-        flat_t = targets.reshape(size)
-        flat_d = dout.reshape(size)
-        flat_p = probs.reshape(size)
-        inv = 1.0 / size
-        code = loss_code - MSE
-        for i in range(i0, i1):
-            row_loss[i] = _elementwise_chunk(flat_out, flat_t, code, delta, flat_d, flat_p, inv, i * c, (i + 1) * c)
-
-
-@njit(cache=True, inline="always")
 def _backward_rows(x, params, layout, offs, work, out, i0, i1):
     """The chain of gradients, last layer first, for rows i0..i1: dL/d(output) of each
     layer (the loss writes the last one) to dL/d(pre-activation), and that through the
@@ -205,12 +182,50 @@ def _backward_rows(x, params, layout, offs, work, out, i0, i1):
             gemm(d[i0:i1], w, g_in[i0:i1], False, True)
 
 
+# One row pass (forward, loss, backward) and one kernel per family of losses, so that a
+# cold start compiles only the loss it trains with: one kernel covering every loss took
+# 3.7 s longer to compile (the parallel kernel links and compiles its whole call tree
+# more than once).
 @njit(cache=True)
-def _train_rows(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss, i0, i1):
+def _rows_softmax_ce(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                     i0, i1):
     _forward_rows(x, params, layout, offs, work, out, i0, i1)
     n, c = out.shape
     dout = _grad_view(work, offs, layout.shape[0] - 1, _G, n, c)
-    _loss_rows(out, probs, dout, labels, targets, loss_code, delta, row_loss, i0, i1)
+    if loss_code == SOFTMAX_CE_SPARSE:
+        _softmax_ce_sparse_rows(out, labels, probs, dout, row_loss, 1.0 / n, i0, i1)
+    else:
+        _softmax_ce_dense_rows(out, targets, probs, dout, row_loss, 1.0 / n, i0, i1)
+    _backward_rows(x, params, layout, offs, work, out, i0, i1)
+
+
+@njit(cache=True)
+def _rows_ce_probs(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                   i0, i1):
+    _forward_rows(x, params, layout, offs, work, out, i0, i1)
+    n, c = out.shape
+    dout = _grad_view(work, offs, layout.shape[0] - 1, _G, n, c)
+    if loss_code == CE_PROBS_SPARSE:
+        _ce_probs_sparse_rows(out, labels, dout, row_loss, 1.0 / n, i0, i1)
+    else:
+        _ce_probs_dense_rows(out, targets, dout, row_loss, 1.0 / n, i0, i1)
+    _backward_rows(x, params, layout, offs, work, out, i0, i1)
+
+
+@njit(cache=True)
+def _rows_elementwise(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                      i0, i1):
+    _forward_rows(x, params, layout, offs, work, out, i0, i1)
+    n, c = out.shape
+    size = n * c
+    dout = _grad_view(work, offs, layout.shape[0] - 1, _G, n, c).reshape(size)
+    flat_out = out.reshape(size)
+    flat_t = targets.reshape(size)
+    flat_p = probs.reshape(size)
+    inv = 1.0 / size
+    code = loss_code - MSE
+    for i in range(i0, i1):
+        row_loss[i] = _elementwise_chunk(flat_out, flat_t, code, delta, dout, flat_p, inv, i * c, (i + 1) * c)
     _backward_rows(x, params, layout, offs, work, out, i0, i1)
 
 
@@ -245,14 +260,97 @@ def _weight_grads_block(x, params, grads, layout, offs, work, out, t, nb):
                     db[j] += row[j]
 
 
-@njit(cache=True, parallel=True)
-def mlp_train_step(x, labels, targets, params, grads, layout, work, out, probs, loss_code, delta, nblocks):
-    """Forward, loss and backward of a stack of dense layers in one call.
+@njit(cache=True, inline="always")
+def _mean_loss(row_loss, loss_code, c):
+    n = row_loss.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += row_loss[i]
+    if loss_code >= MSE:
+        return total * (1.0 / (n * c))
+    return total * (1.0 / n)
 
-    x: (N, K0) C-contiguous input; labels: (N,) int64 for the sparse losses, else (0,);
-    targets: (N, C) in the dtype of x for the other losses, else (0, 0); params, grads:
-    the flat parameter and gradient buffers (1-D, dtype of x); layout: (L,
-    LAYOUT_WIDTH) int64 table (module docstring); work: at least
+
+# The three kernels differ only in their row pass (see mlp_train_step for arguments).
+@njit(cache=True, parallel=True)
+def _train_step_softmax_ce(x, labels, targets, params, grads, layout, work, out, probs, loss_code, delta, nblocks):
+    n = x.shape[0]
+    offs, _ = _offsets(layout, n, True)
+    row_loss = np.empty(n, dtype=np.float64)
+    nb = max(1, min(n, nblocks))
+    if nb == 1:
+        _rows_softmax_ce(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                         np.int64(0), np.int64(n))
+        _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
+    else:
+        for t in prange(nb):
+            i0, i1 = block_bounds(t, nb, n)
+            _rows_softmax_ce(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta,
+                             row_loss, i0, i1)
+        for t in prange(nb):
+            _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(t), np.int64(nb))
+    return _mean_loss(row_loss, loss_code, out.shape[1])
+
+
+@njit(cache=True, parallel=True)
+def _train_step_ce_probs(x, labels, targets, params, grads, layout, work, out, probs, loss_code, delta, nblocks):
+    n = x.shape[0]
+    offs, _ = _offsets(layout, n, True)
+    row_loss = np.empty(n, dtype=np.float64)
+    nb = max(1, min(n, nblocks))
+    if nb == 1:
+        _rows_ce_probs(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                       np.int64(0), np.int64(n))
+        _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
+    else:
+        for t in prange(nb):
+            i0, i1 = block_bounds(t, nb, n)
+            _rows_ce_probs(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta,
+                           row_loss, i0, i1)
+        for t in prange(nb):
+            _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(t), np.int64(nb))
+    return _mean_loss(row_loss, loss_code, out.shape[1])
+
+
+@njit(cache=True, parallel=True)
+def _train_step_elementwise(x, labels, targets, params, grads, layout, work, out, probs, loss_code, delta,
+                            nblocks):
+    n = x.shape[0]
+    offs, _ = _offsets(layout, n, True)
+    row_loss = np.empty(n, dtype=np.float64)
+    nb = max(1, min(n, nblocks))
+    if nb == 1:
+        _rows_elementwise(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
+                          np.int64(0), np.int64(n))
+        _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
+    else:
+        for t in prange(nb):
+            i0, i1 = block_bounds(t, nb, n)
+            _rows_elementwise(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta,
+                              row_loss, i0, i1)
+        for t in prange(nb):
+            _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(t), np.int64(nb))
+    return _mean_loss(row_loss, loss_code, out.shape[1])
+
+
+def train_step_kernel(loss_code):
+    """The compiled kernel ``mlp_train_step`` runs for ``loss_code``."""
+    if loss_code in (SOFTMAX_CE_SPARSE, SOFTMAX_CE_DENSE):
+        return _train_step_softmax_ce
+    if loss_code in (CE_PROBS_SPARSE, CE_PROBS_DENSE):
+        return _train_step_ce_probs
+    if MSE <= loss_code <= BCE:
+        return _train_step_elementwise
+    raise ValueError(f"mlp_train_step: unknown loss code. Received: loss_code={loss_code!r}")
+
+
+def mlp_train_step(x, labels, targets, params, grads, layout, work, out, probs, loss_code, delta, nblocks):
+    """Forward, loss and backward of a stack of dense layers in one kernel call.
+
+    x: (N, K0) C-contiguous input, N >= 1; labels: (N,) int64 for the sparse losses,
+    else (0,); targets: (N, C) in the dtype of x for the other losses, else (0, 0);
+    params, grads: the flat parameter and gradient buffers (1-D, dtype of x); layout:
+    (L, LAYOUT_WIDTH) int64 table (module docstring); work: at least
     ``workspace_size(layout, N, True)`` elements; out: (N, C), receives the last
     layer's output (the logits when the loss absorbs the final activation); probs:
     (N, C), receives the softmax / sigmoid for the losses that compute one (anything
@@ -260,31 +358,10 @@ def mlp_train_step(x, labels, targets, params, grads, layout, work, out, probs, 
 
     Writes the gradient of the mean loss into ``grads`` for every layer with NEED_DW
     (overwriting it; zero for frozen layers) and returns the mean loss (float64).
+    Callers that run many steps look the kernel up once with ``train_step_kernel``.
     """
-    n = x.shape[0]
-    c = out.shape[1]
-    if n == 0:
-        return np.nan
-    offs, _ = _offsets(layout, n, True)
-    row_loss = np.empty(n, dtype=np.float64)
-    nb = max(1, min(n, nblocks))
-    if nb == 1:
-        _train_rows(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
-                    np.int64(0), np.int64(n))
-        _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
-    else:
-        for t in prange(nb):
-            i0, i1 = block_bounds(t, nb, n)
-            _train_rows(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta, row_loss,
-                        i0, i1)
-        for t in prange(nb):
-            _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(t), np.int64(nb))
-    total = 0.0
-    for i in range(n):
-        total += row_loss[i]
-    if loss_code >= MSE:
-        return total * (1.0 / (n * c))
-    return total * (1.0 / n)
+    return train_step_kernel(loss_code)(x, labels, targets, params, grads, layout, work, out, probs, loss_code,
+                                        delta, nblocks)
 
 
 @njit(cache=True)

@@ -105,7 +105,7 @@ class _DenseStack:
         self._no_labels = np.zeros(0, dtype=np.int64)
         self._no_targets = np.zeros((0, 0), dtype=self.dtype)
         self._train_key = None
-        self._train = None      # (layout, loss code, delta, fused, sparse)
+        self._train = None      # (layout, loss code, delta, fused, sparse, kernel)
         self._train_rows = -1   # batch size the training workspace is laid out for
         self._train_work = None
         self._train_tail = None  # (N, C) view at the end of the workspace
@@ -132,7 +132,8 @@ class _DenseStack:
             layout[i, mlp_kernels.NEED_DW] = int(t)
             layout[i, mlp_kernels.NEED_DZ] = int(i >= first)
             layout[i, mlp_kernels.NEED_DX] = int(i > first)
-        self._train = (layout, code[0], code[1], bool(model._fuse), code[0] in mlp_kernels.SPARSE_LOSSES)
+        self._train = (layout, code[0], code[1], bool(model._fuse), code[0] in mlp_kernels.SPARSE_LOSSES,
+                       mlp_kernels.train_step_kernel(code[0]))
         return self._train
 
     def train_gradients(self, model, x, y):
@@ -148,7 +149,7 @@ class _DenseStack:
         train = self._training(model)
         if train is None:
             return None
-        layout, code, delta, fused, sparse = train
+        layout, code, delta, fused, sparse, kernel = train
         n = x.shape[0]
         c = self.classes
         if sparse:
@@ -178,8 +179,8 @@ class _DenseStack:
         # logits stay in the workspace; otherwise the predictions are the output itself.
         out, probs = (tail, y_pred) if fused else (y_pred, tail)
         nblocks = runtime.blocks_for(_TRAIN_WORK * n * self.macs_per_row)
-        loss = mlp_kernels.mlp_train_step(x, labels, targets, self.flat.params, self.flat.grads, layout, work,
-                                          out, probs, code, delta, nblocks)
+        loss = kernel(x, labels, targets, self.flat.params, self.flat.grads, layout, work, out, probs, code, delta,
+                      nblocks)
         return loss, y_pred
 
     # ---------------------------------------------------------------- inference
