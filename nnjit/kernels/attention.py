@@ -79,6 +79,11 @@ _S31 = np.uint64(31)
 _S11 = np.uint64(11)
 _ONE = np.uint64(1)
 
+# gemm's transpose flags as np.bool_ constants, which Numba types as plain booleans: literal
+# True and False would compile one specialization of gemm per combination.
+_NT = np.bool_(False)
+_TR = np.bool_(True)
+
 
 # ----------------------------------------------------------------------------------------
 # Elementwise helpers
@@ -249,110 +254,112 @@ def _key_tile_padded(key_mask, b, j0, j1):
 # Forward
 
 
-@njit(cache=True, error_model="numpy")
-def _forward_tile(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse, b, h, i0, i1,
-                  st, m, top, l, alpha):
-    """Output rows [i0, i1) of pair (b, h).  Scratch: st (KEY_TILE, QUERY_TILE) and m, top
-    (QUERY_TILE,) of the dtype; l, alpha (QUERY_TILE,) float64.
+# The heavy helpers are one function each (no helper of a helper): Numba re-optimizes a
+# callee's code inside every caller that links it, so each extra level of a large body adds
+# about a second of cold compile.  GEMM operands are all passed as 'A'-layout views
+# (``a[i0:i1, :]``) with flags _NT and _TR so that one specialization of ``gemm`` per dtype
+# serves every call.
 
-    The running maximum m is kept in the dtype (a maximum is exact), so that score - m
-    and its exp run in float32 for float32 data; the running sum l is float64."""
+
+@njit(cache=True, error_model="numpy")
+def _forward_items(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse, t0, t1):
+    """Items [t0, t1) of the (b, h, query tile) items, in that order: output rows
+    [i0, i1) of pair (b, h) per item.
+
+    The running maximum m is kept in the dtype (a maximum is exact), so that score - m and
+    its exp run in float32 for float32 data; the running sum l is float64."""
     n_heads, tq, tk = q.shape[1], q.shape[2], k.shape[2]
     offset = tk - tq
-    ni = i1 - i0
-    qt = q[b, h, i0:i1]
-    kb = k[b, h]
-    vb = v[b, h]
-    ot = out[b, h, i0:i1]
-    _zero_rows(ot)
-    for i in range(ni):
-        m[i] = -np.inf
-        l[i] = 0.0
-    masked = key_mask.shape[0] > 0
-    dropout = dropout_rate > 0.0
-    threshold = _dropout_threshold(dropout_rate)
-    inv_keep = 1.0 / (1.0 - dropout_rate) if dropout else 1.0
-    useed = np.uint64(seed)
-    n_pair = np.uint64(b * n_heads + h) * np.uint64(tq)
-    jend = min(tk, i1 + offset) if causal else tk
-    first = True
-    for j0 in range(0, jend, KEY_TILE):
-        j1 = min(j0 + KEY_TILE, jend)
-        nj = j1 - j0
-        if _key_tile_padded(key_mask, b, j0, j1):
-            continue
-        s = st[:nj, :ni]
-        gemm(kb[j0:j1], qt, s, False, True, scale, 0.0)
-        for i in range(ni):
-            top[i] = -np.inf
-        for r in range(nj):
-            gj = j0 + r
-            if masked and key_mask[b, gj] == 0:
-                continue
-            lo = min(_causal_start(gj, offset, i0, causal), ni)
-            _max_into(st[r, lo:ni], top[lo:ni])
-        rescale = False
-        for i in range(ni):
-            if top[i] > m[i]:
-                a = math.exp(np.float64(m[i]) - np.float64(top[i]))  # 0 while m is -inf
-                m[i] = top[i]
-                l[i] *= a
-                alpha[i] = a
-                rescale = True
-            else:
-                alpha[i] = 1.0
-        if rescale and not first:
-            for i in range(ni):
-                a = alpha[i]
-                if a != 1.0:
-                    orow = ot[i]
-                    for c in range(orow.shape[0]):
-                        orow[c] *= a
-        # The tile's sums go into top (free now) in the dtype, then into l in float64: a
-        # float32 sum of at most KEY_TILE terms in [0, 1] loses at most KEY_TILE ulp.
-        tile_sum = top
-        _zero(tile_sum[:ni])
-        for r in range(nj):
-            gj = j0 + r
-            if masked and key_mask[b, gj] == 0:
-                _zero(st[r, :ni])
-                continue
-            lo = min(_causal_start(gj, offset, i0, causal), ni)
-            _zero(st[r, :lo])
-            _exp_sum(st[r, lo:ni], m[lo:ni], tile_sum[lo:ni])
-            if dropout:
-                _dropout_row(st[r, lo:ni], useed, (n_pair + np.uint64(i0 + lo)) * np.uint64(tk) + np.uint64(gj),
-                             np.uint64(tk), threshold, inv_keep)
-        for i in range(ni):
-            l[i] += tile_sum[i]
-        gemm(s, vb[j0:j1], ot, True, False, 1.0, 1.0)
-        first = False
-    for i in range(ni):
-        if l[i] > 0.0:
-            inv = 1.0 / l[i]
-            orow = ot[i]
-            for c in range(orow.shape[0]):
-                orow[c] *= inv
-            lse[b, h, i0 + i] = np.float64(m[i]) + math.log(l[i])
-        else:
-            lse[b, h, i0 + i] = -np.inf
-
-
-@njit(cache=True)
-def _forward_items(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse, t0, t1):
-    """Items [t0, t1) of the (b, h, query tile) items, in that order."""
-    n_heads, tq = q.shape[1], q.shape[2]
     tiles = (tq + QUERY_TILE - 1) // QUERY_TILE
     st = np.empty((KEY_TILE, min(QUERY_TILE, tq)), dtype=q.dtype)
     m = np.empty(QUERY_TILE, dtype=q.dtype)
     top = np.empty(QUERY_TILE, dtype=q.dtype)
     l = np.empty(QUERY_TILE, dtype=np.float64)
     alpha = np.empty(QUERY_TILE, dtype=np.float64)
+    masked = key_mask.shape[0] > 0
+    dropout = dropout_rate > 0.0
+    threshold = _dropout_threshold(dropout_rate)
+    inv_keep = 1.0 / (1.0 - dropout_rate) if dropout else 1.0
+    useed = np.uint64(seed)
     for t in range(t0, t1):
         pair = t // tiles
+        b = pair // n_heads
+        h = pair % n_heads
         i0 = (t % tiles) * QUERY_TILE
-        _forward_tile(q, k, v, key_mask, causal, scale, dropout_rate, seed, out, lse,
-                      pair // n_heads, pair % n_heads, i0, min(i0 + QUERY_TILE, tq), st, m, top, l, alpha)
+        i1 = min(i0 + QUERY_TILE, tq)
+        ni = i1 - i0
+        qt = q[b, h, i0:i1, :]
+        kb = k[b, h]
+        vb = v[b, h]
+        ot = out[b, h, i0:i1, :]  # for gemm ('A')
+        oc = out[b, h, i0:i1]  # for the elementwise loops (C)
+        _zero_rows(oc)
+        for i in range(ni):
+            m[i] = -np.inf
+            l[i] = 0.0
+        n_pair = np.uint64(pair) * np.uint64(tq)
+        jend = min(tk, i1 + offset) if causal else tk
+        first = True
+        for j0 in range(0, jend, KEY_TILE):
+            j1 = min(j0 + KEY_TILE, jend)
+            nj = j1 - j0
+            if _key_tile_padded(key_mask, b, j0, j1):
+                continue
+            s = st[:nj, :ni]
+            gemm(kb[j0:j1, :], qt, s, _NT, _TR, scale, 0.0)
+            for i in range(ni):
+                top[i] = -np.inf
+            for r in range(nj):
+                gj = j0 + r
+                if masked and key_mask[b, gj] == 0:
+                    continue
+                lo = min(_causal_start(gj, offset, i0, causal), ni)
+                _max_into(st[r, lo:ni], top[lo:ni])
+            rescale = False
+            for i in range(ni):
+                if top[i] > m[i]:
+                    a = math.exp(np.float64(m[i]) - np.float64(top[i]))  # 0 while m is -inf
+                    m[i] = top[i]
+                    l[i] *= a
+                    alpha[i] = a
+                    rescale = True
+                else:
+                    alpha[i] = 1.0
+            if rescale and not first:
+                for i in range(ni):
+                    a = alpha[i]
+                    if a != 1.0:
+                        orow = oc[i]
+                        for c in range(orow.shape[0]):
+                            orow[c] *= a
+            # The tile's sums go into top (free now) in the dtype, then into l in float64:
+            # a float32 sum of at most KEY_TILE terms in [0, 1] loses at most KEY_TILE ulp.
+            tile_sum = top
+            _zero(tile_sum[:ni])
+            for r in range(nj):
+                gj = j0 + r
+                if masked and key_mask[b, gj] == 0:
+                    _zero(st[r, :ni])
+                    continue
+                lo = min(_causal_start(gj, offset, i0, causal), ni)
+                _zero(st[r, :lo])
+                _exp_sum(st[r, lo:ni], m[lo:ni], tile_sum[lo:ni])
+                if dropout:
+                    _dropout_row(st[r, lo:ni], useed, (n_pair + np.uint64(i0 + lo)) * np.uint64(tk) + np.uint64(gj),
+                                 np.uint64(tk), threshold, inv_keep)
+            for i in range(ni):
+                l[i] += tile_sum[i]
+            gemm(s, vb[j0:j1, :], ot, _TR, _NT, 1.0, 1.0)
+            first = False
+        for i in range(ni):
+            if l[i] > 0.0:
+                inv = 1.0 / l[i]
+                orow = oc[i]
+                for c in range(orow.shape[0]):
+                    orow[c] *= inv
+                lse[b, h, i0 + i] = np.float64(m[i]) + math.log(l[i])
+            else:
+                lse[b, h, i0 + i] = -np.inf
 
 
 @njit(cache=True, parallel=True)
@@ -385,107 +392,96 @@ def attention_forward(q, k, v, key_mask, causal, scale, dropout_rate, seed, nblo
 
 
 @njit(cache=True, error_model="numpy")
-def _backward_pair(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rate, seed, dq, dk, dv, b, h,
-                   p_buf, pd_buf, dp_buf, delta, lse_row):
-    """Gradients of pair (b, h) into dq, dk, dv (zeroed by the caller).  Scratch of the
-    dtype: p_buf, pd_buf, dp_buf (KEY_TILE, QUERY_TILE) (pd_buf used with dropout only);
-    delta, lse_row (Tq,).  D and lse are rounded to the dtype so that the elementwise
+def _backward_pairs(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rate, seed, dq, dk, dv, t0, t1):
+    """Gradients of pairs [t0, t1) of the B * H (b, h) pairs into dq, dk, dv.
+
+    D and lse are rounded to the dtype per pair (delta, lse_row) so that the elementwise
     loops run in float32 for float32 data."""
     n_heads, tq, tk = q.shape[1], q.shape[2], k.shape[2]
     offset = tk - tq
-    qb, kb, vb = q[b, h], k[b, h], v[b, h]
-    gb, ob = dout[b, h], out[b, h]
-    dqb, dkb, dvb = dq[b, h], dk[b, h], dv[b, h]
-    for i in range(tq):
-        lse_row[i] = lse[b, h, i]
+    dim = q.shape[3]
+    width = min(QUERY_TILE, tq)
+    p_buf = np.empty((KEY_TILE, width), dtype=q.dtype)
+    pd_buf = np.empty((KEY_TILE if dropout_rate > 0.0 else 0, width), dtype=q.dtype)  # dropped P
+    dp_buf = np.empty((KEY_TILE, width), dtype=q.dtype)
+    delta = np.empty(tq, dtype=q.dtype)
+    lse_row = np.empty(tq, dtype=q.dtype)
     masked = key_mask.shape[0] > 0
     dropout = dropout_rate > 0.0
     threshold = _dropout_threshold(dropout_rate)
     inv_keep = 1.0 / (1.0 - dropout_rate) if dropout else 1.0
     useed = np.uint64(seed)
-    n_pair = np.uint64(b * n_heads + h) * np.uint64(tq)
-    dim = q.shape[3]
-    for i in range(tq):
-        acc = 0.0
-        for c in range(dim):
-            acc += np.float64(gb[i, c]) * ob[i, c]
-        delta[i] = acc
-    lb = lse_row
-    for j0 in range(0, tk, KEY_TILE):
-        j1 = min(j0 + KEY_TILE, tk)
-        nj = j1 - j0
-        if _key_tile_padded(key_mask, b, j0, j1):
-            continue
-        # The first query tile that may attend key j0 under causality.
-        i_first = (max(0, j0 - offset) // QUERY_TILE) * QUERY_TILE if causal else 0
-        for i0 in range(i_first, tq, QUERY_TILE):
-            i1 = min(i0 + QUERY_TILE, tq)
-            ni = i1 - i0
-            p = p_buf[:nj, :ni]
-            dp = dp_buf[:nj, :ni]
-            gemm(kb[j0:j1], qb[i0:i1], p, False, True, scale, 0.0)
-            for r in range(nj):
-                gj = j0 + r
-                if masked and key_mask[b, gj] == 0:
-                    _zero(p_buf[r, :ni])
-                    continue
-                lo = min(_causal_start(gj, offset, i0, causal), ni)
-                _zero(p_buf[r, :lo])
-                # A query with nothing to attend has lse = -inf but no unmasked entry, so
-                # it never reaches this exp.
-                _exp_rows(p_buf[r, lo:ni], lb[i0 + lo:i1])
-            if dropout:
-                pd = pd_buf[:nj, :ni]
-                for r in range(nj):
-                    gj = j0 + r
-                    src = p_buf[r, :ni]
-                    dst = pd_buf[r, :ni]
-                    for i in range(ni):
-                        dst[i] = src[i]
-                    lo = min(_causal_start(gj, offset, i0, causal), ni)
-                    _dropout_row(dst[lo:], useed, (n_pair + np.uint64(i0 + lo)) * np.uint64(tk) + np.uint64(gj),
-                                 np.uint64(tk), threshold, inv_keep)
-                gemm(pd, gb[i0:i1], dvb[j0:j1], False, False, 1.0, 1.0)
-            else:
-                gemm(p, gb[i0:i1], dvb[j0:j1], False, False, 1.0, 1.0)
-            gemm(vb[j0:j1], gb[i0:i1], dp, False, True, 1.0, 0.0)
-            # dS = P * (dP_dropped - D); with dropout dP_dropped = dP * inv_keep where the
-            # weight was kept (pd != 0; where pd == 0 but was kept, P == 0 as well).
-            ds = dp
-            dl = delta[i0:i1]
-            for r in range(nj):
-                prow = p_buf[r, :ni]
-                drow = dp_buf[r, :ni]
-                if dropout:
-                    pdrow = pd_buf[r, :ni]
-                    for i in range(ni):
-                        g = drow[i] * inv_keep if pdrow[i] != 0.0 else 0.0
-                        drow[i] = prow[i] * (g - dl[i])
-                else:
-                    for i in range(ni):
-                        drow[i] = prow[i] * (drow[i] - dl[i])
-            gemm(ds, kb[j0:j1], dqb[i0:i1], True, False, scale, 1.0)
-            gemm(ds, qb[i0:i1], dkb[j0:j1], False, False, scale, 1.0)
-
-
-@njit(cache=True)
-def _backward_pairs(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rate, seed, dq, dk, dv, t0, t1):
-    """Pairs [t0, t1) of the B * H (b, h) pairs."""
-    n_heads, tq = q.shape[1], q.shape[2]
-    width = min(QUERY_TILE, tq)
-    p_buf = np.empty((KEY_TILE, width), dtype=q.dtype)
-    pd_buf = np.empty((KEY_TILE if dropout_rate > 0.0 else 0, width), dtype=q.dtype)
-    dp_buf = np.empty((KEY_TILE, width), dtype=q.dtype)
-    delta = np.empty(tq, dtype=q.dtype)
-    lse_row = np.empty(tq, dtype=q.dtype)
     for t in range(t0, t1):
         b = t // n_heads
         h = t % n_heads
-        _zero_rows(dq[b, h])
-        _zero_rows(dk[b, h])
-        _zero_rows(dv[b, h])
-        _backward_pair(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_rate, seed, dq, dk, dv, b, h,
-                       p_buf, pd_buf, dp_buf, delta, lse_row)
+        qb, kb, vb = q[b, h], k[b, h], v[b, h]
+        gb, ob = dout[b, h], out[b, h]
+        dqb, dkb, dvb = dq[b, h], dk[b, h], dv[b, h]
+        _zero_rows(dqb)
+        _zero_rows(dkb)
+        _zero_rows(dvb)
+        for i in range(tq):
+            lse_row[i] = lse[b, h, i]
+            acc = 0.0
+            for c in range(dim):
+                acc += np.float64(gb[i, c]) * ob[i, c]
+            delta[i] = acc
+        n_pair = np.uint64(t) * np.uint64(tq)
+        for j0 in range(0, tk, KEY_TILE):
+            j1 = min(j0 + KEY_TILE, tk)
+            nj = j1 - j0
+            if _key_tile_padded(key_mask, b, j0, j1):
+                continue
+            kt, vt, dkt, dvt = kb[j0:j1, :], vb[j0:j1, :], dkb[j0:j1, :], dvb[j0:j1, :]
+            # The first query tile that may attend key j0 under causality.
+            i_first = (max(0, j0 - offset) // QUERY_TILE) * QUERY_TILE if causal else 0
+            for i0 in range(i_first, tq, QUERY_TILE):
+                i1 = min(i0 + QUERY_TILE, tq)
+                ni = i1 - i0
+                qt, gt, dqt = qb[i0:i1, :], gb[i0:i1, :], dqb[i0:i1, :]
+                p = p_buf[:nj, :ni]
+                dp = dp_buf[:nj, :ni]
+                gemm(kt, qt, p, _NT, _TR, scale, 0.0)
+                for r in range(nj):
+                    gj = j0 + r
+                    if masked and key_mask[b, gj] == 0:
+                        _zero(p_buf[r, :ni])
+                        continue
+                    lo = min(_causal_start(gj, offset, i0, causal), ni)
+                    _zero(p_buf[r, :lo])
+                    # A query with nothing to attend has lse = -inf but no unmasked entry,
+                    # so it never reaches this exp.
+                    _exp_rows(p_buf[r, lo:ni], lse_row[i0 + lo:i1])
+                if dropout:
+                    for r in range(nj):
+                        gj = j0 + r
+                        src = p_buf[r, :ni]
+                        dst = pd_buf[r, :ni]
+                        for i in range(ni):
+                            dst[i] = src[i]
+                        lo = min(_causal_start(gj, offset, i0, causal), ni)
+                        _dropout_row(dst[lo:], useed, (n_pair + np.uint64(i0 + lo)) * np.uint64(tk) + np.uint64(gj),
+                                     np.uint64(tk), threshold, inv_keep)
+                    gemm(pd_buf[:nj, :ni], gt, dvt, _NT, _NT, 1.0, 1.0)
+                else:
+                    gemm(p, gt, dvt, _NT, _NT, 1.0, 1.0)
+                gemm(vt, gt, dp, _NT, _TR, 1.0, 0.0)
+                # dS = P * (dP_dropped - D); with dropout dP_dropped = dP * inv_keep where the
+                # weight was kept (pd != 0; where pd == 0 but was kept, P == 0 as well).
+                dl = delta[i0:i1]
+                for r in range(nj):
+                    prow = p_buf[r, :ni]
+                    drow = dp_buf[r, :ni]
+                    if dropout:
+                        pdrow = pd_buf[r, :ni]
+                        for i in range(ni):
+                            g = drow[i] * inv_keep if pdrow[i] != 0.0 else 0.0
+                            drow[i] = prow[i] * (g - dl[i])
+                    else:
+                        for i in range(ni):
+                            drow[i] = prow[i] * (drow[i] - dl[i])
+                gemm(dp, kt, dqt, _TR, _NT, scale, 1.0)
+                gemm(dp, qt, dkt, _NT, _NT, scale, 1.0)
 
 
 @njit(cache=True, parallel=True)
@@ -526,7 +522,7 @@ def _weights_pairs(q, k, key_mask, causal, scale, weights, t0, t1):
         b = t // n_heads
         h = t % n_heads
         w = weights[b, h]
-        gemm(q[b, h], k[b, h], w, False, True, scale, 0.0)
+        gemm(q[b, h, :, :], k[b, h, :, :], weights[b, h, :, :], _NT, _TR, scale, 0.0)
         for i in range(tq):
             row = w[i]
             jend = min(tk, max(0, i + offset + 1)) if causal else tk
