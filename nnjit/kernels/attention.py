@@ -3,10 +3,11 @@
 Shapes.  q: (B, H, Tq, d); k, v: (B, H, Tk, d); float32 or float64, one dtype; C-contiguous,
 or any view whose last axis is contiguous, such as a projection's (B, T, H, d) output viewed
 as (B, H, T, d) with ``transpose(0, 2, 1, 3)`` (no copy; each layout compiles its own
-specialization).  Outputs are C-contiguous.  ``key_mask`` is a (B, Tk) uint8 array, 1 where a key may be attended and 0 for
-padding, or a (0, 0) array for none.  With ``causal`` query i attends keys
-j <= i + (Tk - Tq): the two sequences are aligned at their ends, which for self-attention
-(Tq == Tk) is j <= i.  ``scale`` multiplies the scores (1 / sqrt(d) normally).
+specialization).  Outputs are C-contiguous.  ``key_mask`` is a (B, Tk) uint8 array, 1
+where a key may be attended and 0 for padding, or a (0, 0) array for none.  With ``causal``
+query i attends keys j <= i + (Tk - Tq): the two sequences are aligned at their ends, which
+for self-attention (Tq == Tk) is j <= i.  ``scale`` multiplies the scores (1 / sqrt(d)
+normally).
 
     out[b, h, i] = sum_j A[b, h, i, j] * v[b, h, j],
     A[b, h, i] = softmax_j(scale * q[b, h, i] . k[b, h, j], over the attended keys j)
