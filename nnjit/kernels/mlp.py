@@ -115,11 +115,13 @@ def workspace_size(layout, n, training):
     return _offsets(layout, n, training)[1]
 
 
-# The helpers below that only reorganize work are inlined into their callers (Numba IR
-# inlining).  Every separately compiled function links, optimizes and emits machine code
-# for all the functions it calls once more, so a deep chain of small helpers multiplies
-# the cold compile: inlining these cut the first training step's compile by about 2 s.
-@njit(cache=True, inline="always")
+# Compile time shapes the helpers below.  Every separately compiled function links,
+# optimizes and emits machine code once more for all the functions it calls, so a deep
+# chain of helpers multiplies the cold compile: the helpers that only reorganize work are
+# inlined into their callers (Numba IR inlining; about 2 s less for the first training
+# step), except those called from several places in one kernel (``_layer``,
+# ``_forward_block``), which would then be compiled once per call site.
+@njit(cache=True)
 def _layer(x, params, layout, offs, work, out, l):
     """Views of layer l: (input, kernel, bias, output, pre-activation)."""
     n = x.shape[0]
@@ -388,6 +390,12 @@ def _all_finite(x):
     return s == 0.0
 
 
+@njit(cache=True)
+def _forward_block(x, params, layout, offs, work, out, i0, i1):
+    # Compiled once and called from two places (inlined, it compiled twice).
+    _forward_rows(x, params, layout, offs, work, out, i0, i1)
+
+
 @njit(cache=True, parallel=True)
 def mlp_forward(x, params, layout, work, out, col_blocks, nblocks):
     """Inference through a stack of dense layers in one call.
@@ -421,9 +429,9 @@ def mlp_forward(x, params, layout, work, out, col_blocks, nblocks):
         return True
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        _forward_rows(x, params, layout, offs, work, out, np.int64(0), np.int64(n))
+        _forward_block(x, params, layout, offs, work, out, np.int64(0), np.int64(n))
     else:
         for t in prange(nb):
             i0, i1 = block_bounds(t, nb, n)
-            _forward_rows(x, params, layout, offs, work, out, i0, i1)
+            _forward_block(x, params, layout, offs, work, out, i0, i1)
     return True
