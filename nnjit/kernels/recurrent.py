@@ -17,15 +17,15 @@ so that its rows line up with the rows of x.
 Algorithm.  The input projection of all steps is one GEMM per row block, (rows*T, F) @ w + b,
 written into the gate buffer.  The recurrence is independent per sample, so the batch is split
 into ``nblocks`` row blocks and each block runs the whole time loop on its own (no
-synchronisation between steps): per step one small GEMM h @ u accumulated into the step's
-gate rows, then the gate arithmetic on each row while it is hot in cache (short loops
-that LLVM vectorizes, with a polynomial sigmoid and tanh).  Backward walks the steps
-backwards per row block, storing the pre-activation gradients dZ of every step and carrying
-the state gradients (dh_prev = dZ_t @ u.T + ...); the parameter gradients are then big GEMMs
-over all N*T rows (dw += X.T @ dZ, du += H_prev.T @ dZ, db += column sums of dZ), split across
-threads by rows of the parameter (columns for the biases), so no thread writes what another
-writes; dx = dZ @ w.T is one GEMM per row block.  ``nblocks == 1`` runs serial code that never
-enters prange.
+synchronisation between steps): per step one small GEMM h @ u (computed transposed, see
+_step_product) added into the step's gate rows, then the gate arithmetic on each row while it
+is hot in cache (short loops that LLVM vectorizes, with a polynomial sigmoid and tanh).
+Backward walks the steps backwards per row block, storing the pre-activation gradients dZ of
+every step and carrying the state gradients (dh_prev = dZ_t @ u.T + ...); the parameter
+gradients are then big GEMMs over all N*T rows (dw += X.T @ dZ, du += H_prev.T @ dZ,
+db += column sums of dZ), split across threads by rows of the parameter (columns for the
+biases), so no thread writes what another writes; dx = dZ @ w.T is one GEMM per row block.
+``nblocks == 1`` runs serial code that never enters prange.
 
 Backward conventions.  ``d_outputs`` (N, T, U) is the gradient of ``outputs`` (processing order;
 pass a (0, 0, 0) array when no output of the sequence is used) and ``d_h_last`` (and
