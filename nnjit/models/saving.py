@@ -186,7 +186,8 @@ def _expect(condition, source, what):
 
 def _build_layer(spec, source):
     _expect(isinstance(spec, dict) and isinstance(spec.get("class_name"), str)
-            and isinstance(spec.get("config"), dict), source, f"a layer entry is not {{class_name, config}}: {spec!r:.200}")
+            and isinstance(spec.get("config"), dict), source,
+            f"a layer entry is not {{class_name, config}}: {spec!r:.200}")
     name = spec["class_name"]
     if name in ("Sequential", "Model"):
         return _build_model(spec, source)
@@ -329,7 +330,8 @@ def save_model(model, path, include_optimizer=True) -> None:
     if not isinstance(model, BaseModel):
         raise TypeError(f"save: expected a model. Received: {model!r:.80}")
     if not isinstance(include_optimizer, bool):
-        raise TypeError(f"save: expected a bool for include_optimizer. Received: include_optimizer={include_optimizer!r}")
+        raise TypeError(f"save: expected a bool for include_optimizer. "
+                        f"Received: include_optimizer={include_optimizer!r}")
     if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"save: expected a file path for path. Received: path={path!r:.80}")
     path = os.fspath(path)
@@ -345,7 +347,8 @@ def save_model(model, path, include_optimizer=True) -> None:
         tensors.update(_optimizer_tensors(model))
     from .. import __version__
 
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "nnjit_version": __version__, "floatx": _weights_dtype(model),
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "nnjit_version": __version__,
+                "floatx": _weights_dtype(model),
                 "architecture": json.dumps(arch, separators=(",", ":")),
                 "compile": json.dumps(compile_config, separators=(",", ":")),
                 "layers": json.dumps([layer.name for layer in model.layers])}
@@ -364,7 +367,8 @@ def _check_weights(model, tensors, source):
     for name, target in own.items():
         value = tensors[name]
         if value.shape != target.shape:
-            raise ValueError(f"{source}: tensor {name!r} has shape {value.shape}, the architecture gives {target.shape}")
+            raise ValueError(f"{source}: tensor {name!r} has shape {value.shape}, "
+                             f"the architecture gives {target.shape}")
         if value.dtype.kind != "f":
             raise ValueError(f"{source}: tensor {name!r} has dtype {value.dtype}; expected floats")
     return own
