@@ -233,6 +233,23 @@ def _exp_rows(row, lse):
 
 
 @njit(cache=True, inline="always")
+def _dot(a, b):
+    """a . b in float64 over four independent sums: one running sum would wait for each
+    add in turn (a float sum cannot be reordered without fastmath)."""
+    n = a.shape[0]
+    head = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0
+    for c in range(0, head, 4):
+        s0 += np.float64(a[c]) * b[c]
+        s1 += np.float64(a[c + 1]) * b[c + 1]
+        s2 += np.float64(a[c + 2]) * b[c + 2]
+        s3 += np.float64(a[c + 3]) * b[c + 3]
+    for c in range(head, n):
+        s0 += np.float64(a[c]) * b[c]
+    return (s0 + s2) + (s1 + s3)
+
+
+@njit(cache=True, inline="always")
 def _causal_start(gj, offset, i0, causal):
     """First query (relative to the tile start i0) that may attend key gj."""
     if not causal:
@@ -400,7 +417,6 @@ def _backward_pairs(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_ra
     loops run in float32 for float32 data."""
     n_heads, tq, tk = q.shape[1], q.shape[2], k.shape[2]
     offset = tk - tq
-    dim = q.shape[3]
     width = min(QUERY_TILE, tq)
     p_buf = np.empty((KEY_TILE, width), dtype=q.dtype)
     pd_buf = np.empty((KEY_TILE if dropout_rate > 0.0 else 0, width), dtype=q.dtype)  # dropped P
@@ -423,10 +439,7 @@ def _backward_pairs(dout, q, k, v, out, lse, key_mask, causal, scale, dropout_ra
         _zero_rows(dvb)
         for i in range(tq):
             lse_row[i] = lse[b, h, i]
-            acc = 0.0
-            for c in range(dim):
-                acc += np.float64(gb[i, c]) * ob[i, c]
-            delta[i] = acc
+            delta[i] = _dot(gb[i], ob[i])
         n_pair = np.uint64(t) * np.uint64(tq)
         for j0 in range(0, tk, KEY_TILE):
             j1 = min(j0 + KEY_TILE, tk)
