@@ -331,6 +331,8 @@ def test_against_torch(case):
     np.testing.assert_allclose(max_pool2d_backward(dy, argmax, h, w, 2), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
     xt.grad = None
     at = F.avg_pool2d(xt, pool, stride, pad, count_include_pad=False)
-    np.testing.assert_allclose(avg_pool2d_forward(x, *pool, *stride, *pad, *out, 2), at.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(avg_pool2d_forward(x, *pool, *stride, *pad, *out, 2), at.detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
     at.backward(torch.tensor(dy))
-    np.testing.assert_allclose(avg_pool2d_backward(dy, h, w, *pool, *stride, *pad, 2), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(avg_pool2d_backward(dy, h, w, *pool, *stride, *pad, 2), xt.grad.numpy(),
+                               rtol=1e-12, atol=1e-12)
