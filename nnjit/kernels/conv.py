@@ -14,7 +14,8 @@ against PyTorch on the reference workloads' shapes):
 - Direct loops when each output reads only a few inputs (C // groups * KH * KW <= 32, as in
   the first layer of an image model, or one channel per group, depthwise): a GEMM with an
   inner dimension of 9 or 27 spends its time packing, while the direct loop streams each
-  input row once per tap.  Depthwise convolutions also get a direct backward.
+  input row once per tap.  Their backward stays on GEMMs: for the weight gradient, a GEMM
+  over all pixels beats direct dot products, which do not vectorize without reassociation.
 - im2col + GEMM otherwise.  ``im2col`` lays one image out as a (C*KH*KW, OH*OW) matrix whose
   rows are ordered (channel, tap row, tap column); a group's channels are then a row block,
   so a grouped convolution is one GEMM per group on row blocks, and the GEMM result
@@ -749,7 +750,8 @@ def _dw_transposed(w, groups):
     """Whether the weight gradient is computed transposed, dw.T = cols @ dz.T per group: OpenBLAS
     runs that orientation 10-20 % faster when the taps per filter outnumber the filters, and
     slower when they are few (a first layer's 9 or 27 taps against 32 filters).  Never for one
-    channel per group, whose backward is direct loops (``_backward_depthwise``)."""
+    channel per group (depthwise): its few filters per group make each plain GEMM a handful of
+    matrix-vector products."""
     return w.shape[1] > 1 and w.shape[1] * w.shape[2] * w.shape[3] >= w.shape[0] // groups
 
 
@@ -871,139 +873,6 @@ def _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, 
 
 
 @njit(cache=True)
-def _tap_dots(dzw, src, offsets, span, lanes, out):
-    """out[t] += sum(dzw[:span] * src[offsets[t]:offsets[t] + span]) for every tap t.
-
-    Without reassociation (no fastmath) LLVM vectorizes a loop over independent partial sums
-    but not a running sum, so each tap keeps one partial sum per lane (lanes: (taps, L)),
-    summed at the end; all taps advance together so dzw is read once per block of L."""
-    nt = offsets.shape[0]
-    nl = lanes.shape[1]
-    for t in range(nt):
-        row = lanes[t]
-        for k in range(nl):
-            row[k] = 0.0
-    m = span - span % nl
-    for q0 in range(0, m, nl):
-        d = dzw[q0:]
-        for t in range(nt):
-            s = src[offsets[t] + q0:]
-            row = lanes[t]
-            for k in range(nl):
-                row[k] += d[k] * s[k]
-    for t in range(nt):
-        acc = 0.0
-        row = lanes[t]
-        for k in range(nl):
-            acc += row[k]
-        s = src[offsets[t]:]
-        for q in range(m, span):
-            acc += dzw[q] * s[q]
-        out[t] += acc
-
-
-@njit(cache=True)
-def _backward_depthwise(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                        groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1):
-    """Backward of images i0..i1 when every group has one input channel (depthwise): direct
-    loops per filter and tap on the padded image, as in ``_forward_direct``.  The GEMM path
-    would im2col every channel (nine times the input for 3x3) for one matrix-vector product
-    per group.  dwt: (groups, F // groups, KH * KW), dbt: (F,) or (0,)."""
-    c_in = x.shape[1]
-    f_, _, kh, kw = w.shape
-    fg = f_ // groups
-    p = out_h * out_w
-    hp = _padded_size(out_h, kh, stride_h, dil_h)
-    wp = _padded_size(out_w, kw, stride_w, dil_w)
-    flat = stride_h == 1 and stride_w == 1
-    span = (out_h - 1) * wp + out_w
-    xp = np.zeros((c_in if need_dw else 0, hp * wp), dtype=x.dtype)
-    x3 = x.reshape((x.shape[0], c_in, x.shape[2] * x.shape[3]))
-    dxp = np.zeros((c_in if need_dx else 0, hp * wp), dtype=x.dtype)
-    # dz of one filter in the wide layout of the padded image (row pitch wp); the wp - out_w
-    # columns past each row stay zero, so they add nothing to dw and dx.
-    dzw = np.zeros(span if flat else 0, dtype=x.dtype)
-    dz = np.empty((f_, p), dtype=x.dtype)
-    lanes = np.empty((kh * kw, 32), dtype=x.dtype)
-    offsets = np.empty(kh * kw, dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            offsets[i * kw + j] = i * dil_h * wp + j * dil_w
-    has_db = need_dw and dbt.shape[0] > 0
-    db_acc = np.zeros((f_ if has_db else 0, p), dtype=x.dtype)
-    for n in range(i0, i1):
-        _activation_grad_image(dy3, y3, z3, code, n, dz, 0, dz)
-        if has_db:
-            for f in range(f_):
-                acc = db_acc[f]
-                src = dz[f]
-                for q in range(p):
-                    acc[q] += src[q]
-        if need_dw:
-            _pad_planes(x3[n], 0, x.shape[2], x.shape[3], pad_top, pad_left, xp, hp, wp)
-        for f in range(f_):
-            g = f // fg
-            dzf = dz[f]
-            if flat:
-                for oh in range(out_h):
-                    d = dzw[oh * wp:]
-                    s = dzf[oh * out_w:]
-                    for q in range(out_w):
-                        d[q] = s[q]
-            if flat and need_dw:
-                _tap_dots(dzw, xp[g], offsets, span, lanes, dwt[g, f - g * fg])
-            for i in range(kh):
-                for j in range(kw):
-                    if flat:
-                        off = i * dil_h * wp + j * dil_w
-                        if need_dx:
-                            wv = w[f, 0, i, j]
-                            dst = dxp[g, off:]
-                            for q in range(span):
-                                dst[q] += wv * dzw[q]
-                    else:
-                        wv = w[f, 0, i, j]
-                        t = 0.0
-                        for oh in range(out_h):
-                            base = (oh * stride_h + i * dil_h) * wp + j * dil_w
-                            s = dzf[oh * out_w:]
-                            if need_dw:
-                                src = xp[g, base:]
-                                for q in range(out_w):
-                                    t += s[q] * src[q * stride_w]
-                            if need_dx:
-                                dst = dxp[g, base:]
-                                for q in range(out_w):
-                                    dst[q * stride_w] += wv * s[q]
-                        if need_dw:
-                            dwt[g, f - g * fg, i * kw + j] += t
-        if need_dx:
-            _crop_image(dxp, pad_top, pad_left, hp, wp, dx, n)
-            for c in range(c_in):
-                row = dxp[c]
-                for q in range(hp * wp):
-                    row[q] = 0.0
-    if has_db:
-        for f in range(f_):
-            t = 0.0
-            acc = db_acc[f]
-            for q in range(p):
-                t += acc[q]
-            dbt[f] += t
-
-
-@njit(cache=True, inline="always")
-def _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                     groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1):
-    if w.shape[1] == 1:
-        _backward_depthwise(dy3, x, w, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                            groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
-    else:
-        _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                       groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
-
-
-@njit(cache=True)
 def _backward_buffers(x, w, db, stride_h, stride_w, dil_h, dil_w, groups, need_dx, need_dw, nb):
     """dx, the per-block gradient buffers and the Winograd transform of the flipped kernel
     (empty when not used), allocated outside the parallel kernel (see ``_forward_buffers``).
@@ -1075,15 +944,15 @@ def conv2d_backward(dy, x, w, y, z, stride_h, stride_w, pad_top, pad_left, dil_h
     if nb == 1:
         dwt = dwv if first == 1 else dw_part[0]
         i0, i1 = block_bounds(0, 1, n)
-        _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                         groups, code, need_dx, need_dw, dx, dwt, db, i0, i1)
+        _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
+                       groups, code, need_dx, need_dw, dx, dwt, db, i0, i1)
     else:
         for t in prange(nb):
             i0, i1 = block_bounds(t, nb, n)
             dwt = dwv if t < first else dw_part[t - first]
             dbt = db if t == 0 else db_part[t - 1]
-            _backward_images(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
-                             groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
+            _backward_gemm(dy3, x, w, u, y3, z3, stride_h, stride_w, pad_top, pad_left, out_h, out_w, dil_h, dil_w,
+                           groups, code, need_dx, need_dw, dx, dwt, dbt, i0, i1)
     if need_dw:
         _reduce_parts(dwv, db, dw_part, db_part, first == 0)
     return dx
