@@ -283,3 +283,13 @@ def test_workspace_size_counts_what_training_keeps():
     assert K.workspace_size(layout, 10, False) == 10 * (2 * 6 + 2 * 5)
     layout[:2, K.NEED_DZ] = 0  # only the last layer trains
     assert K.workspace_size(layout, 10, True) == 10 * (2 * 6 + 2 * 5 + 3)
+
+
+def test_each_loss_family_has_its_kernel():
+    kernels = {code: K.train_step_kernel(code) for code, _ in LOSS_CASES}
+    assert kernels[K.SOFTMAX_CE_SPARSE] is kernels[K.SOFTMAX_CE_DENSE]
+    assert kernels[K.CE_PROBS_SPARSE] is kernels[K.CE_PROBS_DENSE]
+    assert len({kernels[c] for c in (K.MSE, K.MAE, K.HUBER, K.SIGMOID_BCE, K.BCE)}) == 1
+    assert len(set(kernels.values())) == 3
+    with pytest.raises(ValueError, match="loss_code=99"):
+        K.train_step_kernel(99)
