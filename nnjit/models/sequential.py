@@ -114,13 +114,15 @@ class _DenseStack:
 
     # ----------------------------------------------------------------- training
     def _training(self, model):
+        # Read on every step (a few attribute reads): a loss attribute or a layer's
+        # trainable flag may change between steps.
+        code = _loss_kernel_code(model.loss, model._fuse)
         trainable = [layer.trainable for layer in self.layers]
-        key = (model.loss, model._fuse, trainable)
-        if self._train_key is not None and self._train_key[0] is key[0] and self._train_key[1:] == key[1:]:
+        key = (code, model._fuse, trainable)
+        if key == self._train_key:
             return self._train
         self._train_key = key
         self._train_rows = -1
-        code = _loss_kernel_code(model.loss, model._fuse)
         if code is None:
             self._train = None
             return None

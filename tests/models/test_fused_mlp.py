@@ -331,3 +331,16 @@ def test_float64_model_after_floatx_switch_falls_back():
     assert model._inference_stack(x.astype(np.float32)) is None
     runtime.set_floatx("float64")
     np.testing.assert_allclose(model.predict(x), ref)
+
+
+def test_loss_attributes_changed_between_steps_are_seen():
+    fused = _model(True, _mlp(("tanh", "relu", "linear"), classes=3), 5, loss=nj.losses.Huber(1.0), dtype="float64")
+    plain = _model(False, _mlp(("tanh", "relu", "linear"), classes=3), 5, loss=nj.losses.Huber(1.0), dtype="float64")
+    x, y = _data(9, 5, 3, "mse", "float64")
+    y = 3 * y
+    for delta in (1.0, 0.2, 2.0):
+        fused.loss.delta = plain.loss.delta = delta
+        lf, _ = fused._train_step(x, y)
+        lp, _ = plain._train_step(x, y)
+        assert lf == pytest.approx(lp, rel=1e-12)
+        np.testing.assert_allclose(fused._flat.grads, plain._flat.grads, **TOL["float64"])
