@@ -148,6 +148,9 @@ def _gradient_sums(gr, xr, gamma, mu, r):
 @njit(cache=True, error_model="numpy")
 def _backward_rows(dy, x, mean, inv_std, gamma, need_dx, need_dparams, dx, dgamma_part, dbeta_part, i0, i1):
     n = x.shape[1]
+    for j in range(dgamma_part.shape[0]):
+        dgamma_part[j] = 0.0
+        dbeta_part[j] = 0.0
     for i in range(i0, i1):
         xr = x[i]
         gr = dy[i]
@@ -185,8 +188,10 @@ def layer_norm_backward(dy, x, mean, inv_std, gamma, dgamma, dbeta, need_dx, nee
         return dx
     nb = max(1, min(rows, nblocks))
     width = features if need_dparams else 0
-    dgamma_part = np.zeros((nb, width), dtype=np.float64)
-    dbeta_part = np.zeros((nb, width), dtype=np.float64)
+    # np.empty, zeroed by each block: np.zeros in a parallel kernel becomes a parallel loop
+    # of its own, which wakes the thread pool even on the serial path.
+    dgamma_part = np.empty((nb, width), dtype=np.float64)
+    dbeta_part = np.empty((nb, width), dtype=np.float64)
     if nb == 1:
         _backward_rows(dy, x, mean, inv_std, gamma, need_dx, need_dparams, dx, dgamma_part[0], dbeta_part[0],
                        *block_bounds(0, 1, rows))

