@@ -464,6 +464,47 @@ def test_csv_logger_append_separator_and_missing_keys(data, tmp_path):
     assert len(read_csv(path)) == 2
 
 
+class Boom(Exception):
+    pass
+
+
+def test_csv_logger_is_closed_when_a_callback_raises(data, tmp_path):
+    path = tmp_path / "log.csv"
+    logger = cb.CSVLogger(path)
+
+    class RaiseAtEpoch1(cb.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise Boom("stop here")
+
+    with pytest.raises(Boom, match="stop here"):
+        fit(tiny_model(), data, [logger, RaiseAtEpoch1()], epochs=5)
+    assert logger._file is None   # on_train_end ran: the file is closed
+    rows = read_csv(path)
+    assert rows[0] == ["epoch", "loss"]
+    assert [r[0] for r in rows[1:]] == ["0", "1"]   # every epoch logged before the error
+
+
+def test_csv_logger_is_closed_when_a_training_step_raises(data, tmp_path, monkeypatch):
+    path = tmp_path / "log.csv"
+    logger = cb.CSVLogger(path)
+    model = tiny_model()
+    step = model._train_step
+    calls = []
+
+    def failing_step(xb, yb):
+        calls.append(1)
+        if len(calls) == 6:   # second batch of the second epoch
+            raise Boom("step failed")
+        return step(xb, yb)
+
+    monkeypatch.setattr(model, "_train_step", failing_step)
+    with pytest.raises(Boom, match="step failed"):
+        fit(model, data, [logger], epochs=3)
+    assert logger._file is None
+    assert [r[0] for r in read_csv(path)] == ["epoch", "0"]
+
+
 @pytest.mark.parametrize("kwargs, error, text", [
     (dict(filename=None), TypeError, "filename=None"),
     (dict(filename="a.csv", separator=",,"), ValueError, "separator=',,'"),

@@ -420,54 +420,58 @@ class BaseModel:
         self.stop_training = False
         self._ensure_flat()
         cbs.on_train_begin()
-        for epoch in range(epochs):
-            cbs.on_epoch_begin(epoch)
-            for m in self.compiled_metrics:
-                m.reset()
-            bar = _progress(verbose, steps, epoch, epochs)
-            total_loss = 0.0
-            seen = 0
-            t_start = time.perf_counter()
-            for step, (xb, yb) in enumerate(self._epoch_batches(data, batches, batch_size, shuffle)):
-                if cbs.batch_hooks:
-                    cbs.on_batch_begin(step, {"batch": step, "size": xb.shape[0]})
-                try:
-                    loss, y_pred = self._train_step(xb, yb)
-                except TrainingError:
-                    if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cb_list):
-                        self.stop_training = True
-                        loss, y_pred = float("nan"), None
-                    else:
-                        if bar is not None:
-                            bar.close()
-                        raise
-                n = xb.shape[0]
-                total_loss += loss * n
-                seen += n
-                if y_pred is not None:
-                    for m in self.compiled_metrics:
-                        m.update(yb, y_pred)
-                if cbs.batch_hooks:
-                    cbs.on_batch_end(step, {"batch": step, "size": n, "loss": loss})
+        # on_train_end runs even when a step or a callback raises, so that callbacks
+        # release what they hold (CSVLogger closes its file); the exception propagates.
+        try:
+            for epoch in range(epochs):
+                cbs.on_epoch_begin(epoch)
+                for m in self.compiled_metrics:
+                    m.reset()
+                bar = _progress(verbose, steps, epoch, epochs)
+                total_loss = 0.0
+                seen = 0
+                t_start = time.perf_counter()
+                for step, (xb, yb) in enumerate(self._epoch_batches(data, batches, batch_size, shuffle)):
+                    if cbs.batch_hooks:
+                        cbs.on_batch_begin(step, {"batch": step, "size": xb.shape[0]})
+                    try:
+                        loss, y_pred = self._train_step(xb, yb)
+                    except TrainingError:
+                        if any(isinstance(c, callbacks_module.TerminateOnNaN) for c in cb_list):
+                            self.stop_training = True
+                            loss, y_pred = float("nan"), None
+                        else:
+                            if bar is not None:
+                                bar.close()
+                            raise
+                    n = xb.shape[0]
+                    total_loss += loss * n
+                    seen += n
+                    if y_pred is not None:
+                        for m in self.compiled_metrics:
+                            m.update(yb, y_pred)
+                    if cbs.batch_hooks:
+                        cbs.on_batch_end(step, {"batch": step, "size": n, "loss": loss})
+                    if bar is not None:
+                        bar.step(total_loss / seen, self.compiled_metrics)
+                    if self.stop_training and not math.isfinite(loss):
+                        break
+                logs = {"loss": total_loss / seen if seen else float("nan")}
+                for m in self.compiled_metrics:
+                    logs[m.name] = m.result()
+                if data is not None and val is not None:
+                    val_logs = self._evaluate_prepared(val[0], val[1], batch_size)
+                    logs.update({"val_" + k: v for k, v in val_logs.items()})
+                seconds = time.perf_counter() - t_start
                 if bar is not None:
-                    bar.step(total_loss / seen, self.compiled_metrics)
-                if self.stop_training and not math.isfinite(loss):
+                    bar.finish(logs, seen / seconds if seconds > 0 else float("inf"))
+                elif verbose == 2:
+                    print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - " + _format_logs(logs))
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
                     break
-            logs = {"loss": total_loss / seen if seen else float("nan")}
-            for m in self.compiled_metrics:
-                logs[m.name] = m.result()
-            if data is not None and val is not None:
-                val_logs = self._evaluate_prepared(val[0], val[1], batch_size)
-                logs.update({"val_" + k: v for k, v in val_logs.items()})
-            seconds = time.perf_counter() - t_start
-            if bar is not None:
-                bar.finish(logs, seen / seconds if seconds > 0 else float("inf"))
-            elif verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - " + _format_logs(logs))
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
-        cbs.on_train_end()
+        finally:
+            cbs.on_train_end()
         self.history = history
         return history
 
