@@ -167,11 +167,26 @@ def decode_tensors(blob: bytes, source="file") -> tuple[dict, dict]:
     return _tensors(table, data, source, _DTYPES), meta
 
 
-def read_file(path, what="file") -> bytes:
-    """The bytes of ``path``; FileNotFoundError naming ``what`` when it does not exist."""
+def check_path(path, what="file") -> str:
+    """``path`` as a str; TypeError naming ``what`` when it is not a path."""
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: expected a file path (str or os.PathLike) for path. Received: path={path!r:.80}")
     path = os.fspath(path)
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError(f"{what}: expected a file path for path. Received: path=''")
+    return path
+
+
+def read_file(path, what="file") -> bytes:
+    """The bytes of ``path``; FileNotFoundError naming ``what`` when it does not exist,
+    IsADirectoryError when it is a folder."""
+    path = check_path(path, what)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what}: path={path!r} is a folder; expected a file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what}: no such file: {path!r}")
+        raise FileNotFoundError(f"{what}: no such file: path={path!r}")
     with open(path, "rb") as f:
         return f.read()
 
@@ -204,6 +219,9 @@ def model_tensors(model) -> dict:
 
 def save_weights(model, path) -> None:
     """Write the model's weights to ``path`` (safetensors layout, atomic replace)."""
+    path = check_path(path, "save_weights")
+    if os.path.isdir(path):
+        raise ValueError(f"save_weights: path={path!r} is a folder; expected a file name")
     names = json.dumps([layer.name for layer in model.layers])
     atomic_write(path, encode_tensors(model_tensors(model), {"format": "nnjit-weights", "model": model.name,
                                                              "layers": names}))
@@ -214,8 +232,11 @@ def load_weights(model, path) -> None:
 
     Every name and shape is checked before anything is assigned, so a mismatched file
     leaves the model unchanged."""
-    path = os.fspath(path)
-    tensors, meta = decode_tensors(read_file(path, "load_weights"), source=path)
+    path = check_path(path, "load_weights")
+    blob = read_file(path, "load_weights")
+    if not blob:
+        raise ValueError(f"{path}: the file is empty; not a weights file")
+    tensors, meta = decode_tensors(blob, source=path)
     if meta.get("format") == "nnjit-model":  # a whole-model file: its weights without the optimizer state
         tensors = {k: v for k, v in tensors.items() if not k.startswith("optimizer/")}
     own = model_tensors(model)

@@ -257,7 +257,7 @@ class Sequential(BaseModel):
         if isinstance(layer, BaseModel):
             raise TypeError(f"{self.name}.add: nesting models is not supported yet. Received: {layer!r}")
         if not isinstance(layer, Layer):
-            raise TypeError(f"{self.name}.add: expected a Layer. Received: {layer!r}")
+            raise TypeError(f"{self.name}.add: expected a Layer for layer. Received: layer={layer!r}")
         if self._input is not None:
             shape = self._input.shape if not self._stack else self._stack[-1].output_shape
             layer.ensure_built(shape)
