@@ -7,6 +7,7 @@ optimizer updates in one kernel call) lives here.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -19,6 +20,32 @@ from .. import optimizers as optimizers_module
 from .. import runtime
 from ..layers.base import shape_str
 from .validation import as_input_array, check_feature_shape, check_int
+
+
+def _object_state(root):
+    """The attributes of ``root`` and of every layer reachable from it (dicts and lists
+    copied one level deep: building adds to them in place), for ``_restore_state``."""
+    from ..layers.base import Layer
+
+    saved, seen, todo = [], set(), [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or not hasattr(obj, "__dict__"):
+            continue
+        seen.add(id(obj))
+        attrs = {k: (dict(v) if type(v) is dict else list(v) if type(v) is list else v) for k, v in vars(obj).items()}
+        saved.append((obj, attrs))
+        for v in attrs.values():
+            for item in (v if isinstance(v, (list, tuple)) else [v]):
+                if isinstance(item, (Layer, BaseModel)):
+                    todo.append(item)
+    return saved
+
+
+def _restore_state(saved):
+    for obj, attrs in saved:
+        vars(obj).clear()
+        vars(obj).update(attrs)
 
 
 class TrainingError(RuntimeError):
@@ -240,6 +267,24 @@ class BaseModel:
     def _is_built(self):
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def _unbuilt_on_error(self):
+        """A model without an input shape is built from the first data it is given; when
+        that data is then refused (labels, lengths, validation arguments), the build is
+        undone, and the random generator put back, so that a refused call leaves no trace."""
+        if self._is_built():
+            yield
+            return
+        saved = _object_state(self)
+        gen = runtime.rng()
+        rng_state = gen.bit_generator.state
+        try:
+            yield
+        except BaseException:
+            _restore_state(saved)
+            gen.bit_generator.state = rng_state
+            raise
+
     # ------------------------------------------------------------------ one step
     def _ensure_flat(self):
         layers = self.layers
@@ -356,17 +401,18 @@ class BaseModel:
         return logs
 
     def _check_pair(self, x, y, owner, x_arg="x", y_arg="y"):
-        x = self._prepare_x(x, x_arg, owner)
-        if y is None:
-            raise ValueError(f"{owner}: expected targets for {y_arg}. Received: {y_arg}=None")
-        n_y = len(y) if hasattr(y, "__len__") else None
-        if n_y is None:
-            raise TypeError(f"{owner}: expected an array for {y_arg}. Received: {y_arg}={y!r:.80}")
-        if n_y != x.shape[0]:
-            raise ValueError(
-                f"{owner}: {x_arg} and {y_arg} must have the same number of samples. "
-                f"Received: {x_arg} with {x.shape[0]} samples, {y_arg} with {n_y}")
-        return x, self._prepare_y(y, y_arg)
+        with self._unbuilt_on_error():
+            x = self._prepare_x(x, x_arg, owner)
+            if y is None:
+                raise ValueError(f"{owner}: expected targets for {y_arg}. Received: {y_arg}=None")
+            n_y = len(y) if hasattr(y, "__len__") else None
+            if n_y is None:
+                raise TypeError(f"{owner}: expected an array for {y_arg}. Received: {y_arg}={y!r:.80}")
+            if n_y != x.shape[0]:
+                raise ValueError(
+                    f"{owner}: {x_arg} and {y_arg} must have the same number of samples. "
+                    f"Received: {x_arg} with {x.shape[0]} samples, {y_arg} with {n_y}")
+            return x, self._prepare_y(y, y_arg)
 
     def fit(self, x=None, y=None, batch_size=32, epochs=1, validation_data=None, validation_split=0.0,
             shuffle=True, callbacks=None, verbose=1):
@@ -386,31 +432,32 @@ class BaseModel:
         if callbacks is not None and not isinstance(callbacks, (list, tuple)):
             raise TypeError(f"fit: expected a list for callbacks. Received: callbacks={callbacks!r}")
 
-        if y is None and x is not None and not isinstance(x, np.ndarray) and hasattr(x, "__iter__"):
-            batches = x
-            data = None
-        else:
-            if y is None:
-                raise ValueError("fit: expected targets y. Received: y=None")
-            xs, ys = self._check_pair(x, y, "fit")
-            per_sample = ys.shape[0] // xs.shape[0]
-            val = None
-            if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                    raise ValueError(
-                        f"fit: expected validation_data as a pair (x_val, y_val). Received: validation_data of type {type(validation_data).__name__}")
-                val = self._check_pair(validation_data[0], validation_data[1], "fit", "validation_data[0]", "validation_data[1]")
-            elif validation_split > 0:
-                n_val = int(xs.shape[0] * validation_split)
-                if n_val < 1 or n_val >= xs.shape[0]:
-                    raise ValueError(
-                        f"fit: validation_split={validation_split} of {xs.shape[0]} samples leaves "
-                        f"{n_val} for validation and {xs.shape[0] - n_val} for training; both must be at least 1")
-                cut = xs.shape[0] - n_val
-                val = (xs[cut:], ys[cut * per_sample:])
-                xs, ys = xs[:cut], ys[:cut * per_sample]
-            data = (xs, ys, per_sample)
-            batches = None
+        with self._unbuilt_on_error():  # the data is refused before any work: no build either
+            if y is None and x is not None and not isinstance(x, np.ndarray) and hasattr(x, "__iter__"):
+                batches = x
+                data = None
+            else:
+                if y is None:
+                    raise ValueError("fit: expected targets y. Received: y=None")
+                xs, ys = self._check_pair(x, y, "fit")
+                per_sample = ys.shape[0] // xs.shape[0]
+                val = None
+                if validation_data is not None:
+                    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                        raise ValueError(
+                            f"fit: expected validation_data as a pair (x_val, y_val). Received: validation_data of type {type(validation_data).__name__}")
+                    val = self._check_pair(validation_data[0], validation_data[1], "fit", "validation_data[0]", "validation_data[1]")
+                elif validation_split > 0:
+                    n_val = int(xs.shape[0] * validation_split)
+                    if n_val < 1 or n_val >= xs.shape[0]:
+                        raise ValueError(
+                            f"fit: validation_split={validation_split} of {xs.shape[0]} samples leaves "
+                            f"{n_val} for validation and {xs.shape[0] - n_val} for training; both must be at least 1")
+                    cut = xs.shape[0] - n_val
+                    val = (xs[cut:], ys[cut * per_sample:])
+                    xs, ys = xs[:cut], ys[:cut * per_sample]
+                data = (xs, ys, per_sample)
+                batches = None
 
         history = callbacks_module.History()
         cb_list = list(callbacks or [])

@@ -463,3 +463,47 @@ def test_strided_images_conv_model():
         out.append(model.predict(data))
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_array_equal(out[0], out[2])
+
+
+# ----------------------------------------------------------------------------- lazily built
+def _lazy_model():
+    model = nj.Sequential([L.Dense(4, activation="relu"), L.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+_XL = np.random.default_rng(3).normal(size=(10, 5)).astype(np.float32)
+_YL = np.arange(10) % 3
+# A Sequential without an Input is built from the first data it is given: when that data
+# is then refused, the model must stay unbuilt (and the random generator untouched), so
+# that the corrected call works as if the refused one had never happened.
+LAZY_CASES = [
+    ("lazy-fit-transposed", lambda m: m.fit(_XL.T, _YL, verbose=0), r"\by\b", r"\b10\b"),
+    ("lazy-fit-labels", lambda m: m.fit(_XL, _YL + 5, verbose=0), r"\by\b", r"\b5\b"),
+    ("lazy-fit-vsplit", lambda m: m.fit(_XL, _YL, validation_split=0.01, verbose=0), r"validation_split", r"0\.01"),
+    ("lazy-fit-vdata", lambda m: m.fit(_XL, _YL, validation_data=(_XL[:, :4], _YL), verbose=0),
+     r"validation_data\[0\]", r"10, 4"),
+    ("lazy-fit-vlabels", lambda m: m.fit(_XL, _YL, validation_data=(_XL, _YL - 1), verbose=0),
+     r"validation_data\[1\]", r"-1"),
+    ("lazy-train-on-batch", lambda m: m.train_on_batch(_XL, _YL[:4]), r"\by\b", r"\b4\b"),
+    ("lazy-test-on-batch", lambda m: m.test_on_batch(_XL, _YL.astype(float) + 0.5), r"\by\b", r"0\.5"),
+    ("lazy-evaluate", lambda m: m.evaluate(_XL, np.full(10, 3)), r"\by\b", r"\b3\b"),
+]
+N_LAZY_CASES = len(LAZY_CASES)
+
+
+@pytest.mark.parametrize("case_id, action, arg_pattern, value_pattern", LAZY_CASES, ids=[c[0] for c in LAZY_CASES])
+def test_refused_data_leaves_a_lazy_sequential_unbuilt(case_id, action, arg_pattern, value_pattern):
+    nj.set_seed(5)
+    reference = _lazy_model()
+    reference.fit(_XL, _YL, batch_size=5, epochs=1, shuffle=False, verbose=0)
+    nj.set_seed(5)
+    model = _lazy_model()
+    with pytest.raises(ValueError) as info:
+        action(model)
+    assert re.search(arg_pattern, str(info.value)) and re.search(value_pattern, str(info.value)), str(info.value)
+    assert not model.built and all(not layer.built and not layer.params for layer in model.layers)
+    assert model.optimizer.iterations == 0
+    model.fit(_XL, _YL, batch_size=5, epochs=1, shuffle=False, verbose=0)  # the corrected call
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
