@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import struct
@@ -121,8 +122,8 @@ def _split(blob: bytes, source: str) -> tuple[dict, dict, bytes]:
         raise ValueError(f"{source}: damaged or truncated (header length {n} does not fit in {len(blob)} bytes)")
     try:
         header = json.loads(blob[8:8 + n].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{source}: damaged header ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{source}: damaged header ({type(exc).__name__}: {exc})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{source}: damaged header (not a JSON object)")
     meta = header.pop("__metadata__", None) or {}
@@ -143,7 +144,7 @@ def _tensors(table: dict, data: bytes, source: str, dtypes: dict) -> dict:
             raise ValueError(f"{source}: damaged or unsupported entry for tensor {name!r} "
                              f"(dtypes read: {sorted(dtypes)})") from None
         if any(s < 0 for s in shape) or not 0 <= start <= stop <= len(data) \
-                or stop - start != dt.itemsize * int(np.prod(shape)):
+                or stop - start != dt.itemsize * math.prod(shape):  # (exact: np.prod would wrap around)
             raise ValueError(f"{source}: tensor {name!r} does not fit the data section")
         a = np.frombuffer(data, dtype=dt, count=(stop - start) // dt.itemsize, offset=start).reshape(shape)
         if code == "BF16":  # the upper half of a float32
@@ -247,6 +248,8 @@ def load_weights(model, path) -> None:
     for name, target in own.items():
         if tensors[name].shape != target.shape:
             raise ValueError(f"{path}: tensor {name!r} has shape {tensors[name].shape}, the model expects {target.shape}")
+        if tensors[name].dtype.kind != "f":
+            raise ValueError(f"{path}: tensor {name!r} has dtype {tensors[name].dtype}; expected floats")
     for name, target in own.items():
         target[...] = tensors[name]
 

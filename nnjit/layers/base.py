@@ -7,6 +7,9 @@ of the input.  This keeps layers re-entrant and lets one layer appear twice in a
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 import re
 
 import numpy as np
@@ -14,6 +17,20 @@ import numpy as np
 from .. import initializers, runtime
 
 _LAYER_REGISTRY: dict[str, type] = {}
+# While a file is loaded: how many weight elements the file holds, still unclaimed (a list of
+# one int), so that an architecture asking for more is refused before it is allocated.
+_WEIGHT_BUDGET: contextvars.ContextVar = contextvars.ContextVar("nnjit_weight_budget", default=None)
+
+
+@contextlib.contextmanager
+def weight_budget(elements: int, source: str):
+    """Within the block, ``add_weight`` refuses (ValueError naming ``source``) weights beyond
+    ``elements`` in total: loading a file never allocates more than the file holds."""
+    token = _WEIGHT_BUDGET.set([int(elements), source])
+    try:
+        yield
+    finally:
+        _WEIGHT_BUDGET.reset(token)
 _NAME_COUNTS: dict[str, int] = {}
 
 
@@ -98,6 +115,13 @@ class Layer:
         """Create a parameter (``trainable=True``, in ``params`` with a zeroed ``grads`` twin)
         or a state array (``trainable=False``, in ``state``) and return it."""
         shape = tuple(int(s) for s in shape)
+        budget = _WEIGHT_BUDGET.get()
+        if budget is not None:
+            size = math.prod(shape)
+            if size > budget[0]:
+                raise ValueError(f"{budget[1]}: the architecture gives {self.name}.{name} the shape {shape}, more "
+                                 f"weights than the file holds; the file is damaged or was altered")
+            budget[0] -= max(size, 0)
         init = initializers.get(initializer, argument=f"initializer of {self.name}.{name}")
         dtype = runtime.floatx_dtype()
         value = np.ascontiguousarray(init(shape, dtype), dtype=dtype)

@@ -37,7 +37,7 @@ from .. import io as io_module
 from .. import losses as losses_module
 from .. import optimizers as optimizers_module
 from .. import runtime
-from ..layers.base import Layer, get_layer_class
+from ..layers.base import Layer, get_layer_class, weight_budget
 from ..layers.input import InputLayer, SymbolicTensor, call_symbolic
 from .engine import BaseModel
 from .functional import Model
@@ -266,13 +266,16 @@ def _build_graph(config, source):
         raise ValueError(f"{source}: the graph in the file does not make a model ({exc})") from None
 
 
-def _rebuild(arch, floatx, source):
+def _rebuild(arch, floatx, source, elements):
+    """The model the architecture describes; ``elements``: how many weight elements the file
+    holds (the layers may not ask for more: an altered file cannot make loading allocate
+    without bound)."""
     _expect(isinstance(arch, dict) and arch.get("class_name") in ("Sequential", "Model")
             and isinstance(arch.get("config"), dict), source, "expected a Sequential or a Model at the top")
-    with _floatx(floatx), _quiet_rng():
+    with _floatx(floatx), _quiet_rng(), weight_budget(elements, source):
         try:
             model = _build_model(arch, source)
-        except (KeyError, TypeError, IndexError, AttributeError, RecursionError) as exc:
+        except (KeyError, TypeError, IndexError, AttributeError, RecursionError, MemoryError) as exc:
             raise ValueError(f"{source}: damaged architecture ({type(exc).__name__}: {exc})") from None
     rebuilt = architecture(model)
     if rebuilt != arch:
@@ -428,8 +431,8 @@ def load_model(path):
     if floatx not in ("float32", "float64"):
         raise ValueError(f"{source}: unknown floatx {floatx!r}")
 
-    model = _rebuild(arch, floatx, source)
     weights = {k: v for k, v in tensors.items() if not k.startswith(_OPTIMIZER_PREFIX)}
+    model = _rebuild(arch, floatx, source, sum(v.size for v in weights.values()))
     state = {k[len(_OPTIMIZER_PREFIX):]: v for k, v in tensors.items() if k.startswith(_OPTIMIZER_PREFIX)}
     own = _check_weights(model, weights, source)
     opt = None
