@@ -58,8 +58,9 @@ class _DenseStack:
     holds offsets into them, so a new buffer (layers added or removed, weights replaced,
     a new compile) means a new ``_DenseStack``.  What depends on the loss, the trainable
     flags, the batch size or the thread count is cached and rebuilt when those change.
-    The workspaces are reused between calls: kernels hold the GIL, so calls never
-    overlap, and the arrays returned to the caller are always new.
+    The workspaces are reused between calls, and the arrays returned to the caller are
+    always new.  Inference is safe from several threads at once (each call has a
+    workspace of its own); training one model from several threads at once is not.
     """
 
     @classmethod
@@ -109,8 +110,7 @@ class _DenseStack:
         self._train_rows = -1   # batch size the training workspace is laid out for
         self._train_work = None
         self._train_tail = None  # (N, C) view at the end of the workspace
-        self._infer_key = None
-        self._infer = None      # (workspace, column blocks, row blocks)
+        self._infer_pool = []   # inference workspaces not in use (see _take_workspace)
 
     # ----------------------------------------------------------------- training
     def _training(self, model):
@@ -186,39 +186,59 @@ class _DenseStack:
         return loss, y_pred
 
     # ---------------------------------------------------------------- inference
-    def _inference(self, rows):
-        threads = runtime.get_num_threads()
-        key = (rows, threads)
-        if key == self._infer_key:
-            return self._infer
-        layout = self.layout
-        work = np.empty(int(mlp_kernels.workspace_size(layout, rows, False)), dtype=self.dtype)
-        macs = layout[:, mlp_kernels.FAN_IN] * layout[:, mlp_kernels.FAN_OUT]
+    # Inference may run on several Python threads at once (a server calling predict),
+    # and a parallel kernel releases the GIL while its threads run: two calls must never
+    # share a workspace.  A call takes one out of a small pool (list.pop and append are
+    # atomic) and gives it back when done; a thread that finds the pool empty, or a
+    # workspace made for another batch size, makes a new one.
+    _POOL_SIZE = 4
+
+    def _blocks(self, rows):
+        """(column blocks per layer, row blocks) of an inference call on ``rows`` rows."""
+        macs = self.layout[:, mlp_kernels.FAN_IN] * self.layout[:, mlp_kernels.FAN_OUT]
         col_blocks = np.array([runtime.blocks_for(_INFER_WORK * rows * int(m)) for m in macs], dtype=np.int64)
-        nblocks = runtime.blocks_for(_INFER_WORK * rows * self.macs_per_row)
-        self._infer_key = key
-        self._infer = (work, col_blocks, nblocks)
-        return self._infer
+        return col_blocks, runtime.blocks_for(_INFER_WORK * rows * self.macs_per_row)
+
+    def _take_workspace(self, rows):
+        """(rows, threads, workspace, column blocks, row blocks), owned by the caller
+        until ``_give_back``."""
+        threads = runtime.get_num_threads()
+        try:
+            entry = self._infer_pool.pop()
+        except IndexError:
+            entry = None
+        if entry is None or entry[0] != rows or entry[1] != threads:
+            work = np.empty(int(mlp_kernels.workspace_size(self.layout, rows, False)), dtype=self.dtype)
+            entry = (rows, threads, work) + self._blocks(rows)
+        return entry
+
+    def _give_back(self, entry):
+        if len(self._infer_pool) < self._POOL_SIZE:
+            self._infer_pool.append(entry)
 
     def predict(self, x, batch_size):
         """Outputs for x (C-contiguous, the model's dtype, (N, features)) in calls of at
         most ``batch_size`` rows; None when x holds NaN or infinity."""
         n = x.shape[0]
         rows = min(n, batch_size)
-        work, col_blocks, nblocks = self._inference(rows)
-        out = np.empty((n, self.classes), dtype=self.dtype)
-        params = self.flat.params
-        layout = self.layout
-        forward = mlp_kernels.mlp_forward
-        if n <= batch_size:
-            return out if forward(x, params, layout, work, out, col_blocks, nblocks) else None
-        for start in range(0, n, batch_size):
-            stop = min(n, start + batch_size)
-            if stop - start != rows:  # the last, shorter batch
-                work, col_blocks, nblocks = self._inference(stop - start)
-            if not forward(x[start:stop], params, layout, work, out[start:stop], col_blocks, nblocks):
-                return None
-        return out
+        entry = self._take_workspace(rows)
+        try:
+            _, _, work, col_blocks, nblocks = entry
+            out = np.empty((n, self.classes), dtype=self.dtype)
+            params = self.flat.params
+            layout = self.layout
+            forward = mlp_kernels.mlp_forward
+            if n <= batch_size:
+                return out if forward(x, params, layout, work, out, col_blocks, nblocks) else None
+            for start in range(0, n, batch_size):
+                stop = min(n, start + batch_size)
+                if stop - start != rows:  # the last, shorter batch: the workspace is large enough
+                    col_blocks, nblocks = self._blocks(stop - start)
+                if not forward(x[start:stop], params, layout, work, out[start:stop], col_blocks, nblocks):
+                    return None
+            return out
+        finally:
+            self._give_back(entry)
 
 
 class Sequential(BaseModel):
