@@ -53,6 +53,43 @@ def _choose_cache_dir() -> Path:
 
 CACHE_DIR = _choose_cache_dir()
 
+
+# glibc's malloc serves blocks above its mmap threshold (128 KB at first, raised adaptively up
+# to 32 MB) from fresh mappings and gives the top of its heap back to the system whenever more
+# than twice that threshold is free.  A training step allocates and frees the same few-MB
+# activation arrays every time, so by default each step pays the kernel to map and zero those
+# pages again: 6.5 MB allocated and written took 2.9 ms against 0.06 ms to rewrite memory the
+# process already holds, which was 40 % of an LSTM forward pass.  Raising both thresholds
+# keeps freed blocks in the heap for reuse.  The cost: memory freed below MALLOC_KEEP_BYTES is
+# kept by the process (its RSS stays near its peak) instead of being returned at once.
+# NNJIT_MALLOC_TUNING=0 leaves the allocator alone.
+MALLOC_MMAP_THRESHOLD = 32 << 20  # the largest value glibc accepts on 64-bit systems
+MALLOC_KEEP_BYTES = 1 << 30
+
+
+def _tune_malloc() -> bool:
+    """Raise glibc's mmap and trim thresholds (see above); True when they were set."""
+    if os.environ.get("NNJIT_MALLOC_TUNING", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, MALLOC_KEEP_BYTES))
+
+
+MALLOC_TUNED = _tune_malloc()
+
 import numpy as np  # noqa: E402
 import numba  # noqa: E402
 import threadpoolctl  # noqa: E402
@@ -158,6 +195,7 @@ def info() -> str:
         f"threading layer  {threading_layer()}",
         f"floatx           {floatx()}",
         f"kernel cache     {CACHE_DIR}",
+        f"malloc tuning    {'on: freed blocks up to %d MB are kept for reuse' % (MALLOC_KEEP_BYTES >> 20) if MALLOC_TUNED else 'off'}",
     ]
     for b in blas_info():
         lines.append(f"BLAS             {b['internal_api']} {b['version']} threads={b['num_threads']} {b['filepath']}")
