@@ -26,7 +26,9 @@ def gradcheck(layer_or_model, inputs, eps=1e-6, max_checks=48, seed=0, training=
         training: forward in training mode (deterministic layers only).
 
     Returns:
-        The largest, over the input(s) and every parameter, of
+        The largest, over the input(s) and every parameter of a trainable layer
+        (frozen layers compute no parameter gradients; their inputs' gradients are
+        still checked), of
         max|analytic - numeric| / max|numeric|, where max|numeric| is floored at a
         thousandth of the largest over all arrays (so that an array whose gradient is
         exactly zero is judged by absolute error, not by rounding noise).
@@ -72,6 +74,8 @@ def gradcheck(layer_or_model, inputs, eps=1e-6, max_checks=48, seed=0, training=
         dxs = _as_list(backward(R))
         analytic = [(x, np.asarray(dx, dtype=np.float64).reshape(x.shape)) for x, dx in zip(xs, dxs)]
         for layer in layers:
+            if not layer.trainable:  # a frozen layer computes no parameter gradients
+                continue
             for key in layer.params:
                 analytic.append((layer.params[key], layer.grads[key].copy()))
 

@@ -292,3 +292,31 @@ def test_profile_reports_every_layer_and_restores_weights(capsys, digits):
     assert rows[0]["gflops"] is not None and "update" in names[-1]
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_gradcheck_skips_parameters_of_frozen_layers():
+    """A frozen layer computes no parameter gradients (its grads stay zero): gradcheck judges
+    the input and the trainable parameters only, and still catches a wrong gradient there."""
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    model = nj.Sequential([nj.Input((6,)), nj.layers.Dense(5, activation="tanh"), nj.layers.Dense(3)])
+    model.layers[0].trainable = False
+    assert nj.gradcheck(model, x) < 1e-6
+    inner = nj.Sequential([nj.Input((6,)), nj.layers.Dense(5, activation="tanh")])
+    inner.trainable = False
+    i = nj.Input((6,))
+    outer = nj.Model(i, nj.layers.Dense(3)(inner(i)))
+    assert nj.gradcheck(outer, x) < 1e-6
+    # A broken backward in the trainable layer is still reported.
+    dense = model.layers[1]
+    forward = dense.forward
+
+    def wrong_forward(h, training=False):
+        y, backward = forward(h, training)
+
+        def doubled(dy, need_dx=True):
+            dx = backward(dy, need_dx)
+            dense.grads["kernel"] *= 2.0
+            return dx
+        return y, doubled
+    dense.forward = wrong_forward
+    assert nj.gradcheck(model, x) > 0.5
