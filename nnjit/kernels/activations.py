@@ -64,7 +64,7 @@ def activation_rows(z, y, code, i0, i1):
         for i in range(i0, i1):
             for j in range(n):
                 v = z[i, j]
-                y[i, j] = v if v > 0 else 0.0
+                y[i, j] = 0.0 if v <= 0 else v  # NaN stays NaN (v > 0 would map it to 0)
     elif code == LEAKY_RELU:
         for i in range(i0, i1):
             for j in range(n):

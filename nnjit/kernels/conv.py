@@ -225,7 +225,7 @@ def _bias_row(src, dst, bv, relu, n):
         # relu fused into the copy: one pass over the output instead of two
         for q in range(n):
             v = src[q] + bv
-            dst[q] = v if v > 0 else 0.0
+            dst[q] = 0.0 if v <= 0 else v  # NaN stays NaN
     else:
         for q in range(n):
             dst[q] = src[q] + bv
@@ -564,10 +564,10 @@ def _winograd_output(m, rows, th, tw, col0, bias, relu, out):
                 y10 = t10 + t11 + t12 + bv
                 y11 = t11 - t12 - t13 + bv
                 if relu:
-                    y00 = y00 if y00 > 0 else 0.0
-                    y01 = y01 if y01 > 0 else 0.0
-                    y10 = y10 if y10 > 0 else 0.0
-                    y11 = y11 if y11 > 0 else 0.0
+                    y00 = 0.0 if y00 <= 0 else y00
+                    y01 = 0.0 if y01 <= 0 else y01
+                    y10 = 0.0 if y10 <= 0 else y10
+                    y11 = 0.0 if y11 <= 0 else y11
                 o = two * tx
                 dst[d0 + o] = y00
                 dst[d0 + o + one] = y01

@@ -74,3 +74,12 @@ def test_large_inputs_stay_finite(name):
     assert np.isfinite(y).all()
     dz = activation_backward(np.ones_like(z), y, z, CODES[name], 1)
     assert np.isfinite(dz).all()
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "tanh", "sigmoid"])
+def test_nan_stays_nan(name):
+    """max(NaN, 0) is NaN: an activation never hides a NaN (a NaN weight must show in the loss)."""
+    z = np.array([[np.nan, -1.0, 0.0, 2.0]], dtype=np.float32)
+    y = activation_forward(z, CODES[name], 1)
+    assert np.isnan(y[0, 0])
+    np.testing.assert_allclose(y[0, 1:], reference(name, z[:, 1:].astype(np.float64))[0], rtol=1e-6, atol=1e-7)

@@ -358,3 +358,17 @@ def test_small_cnn_learns_digits():
                   metrics=["accuracy"])
     model.fit(x, y, epochs=8, batch_size=32, verbose=0)
     assert model.evaluate(xt, yt)["accuracy"] > 0.97
+
+
+@pytest.mark.parametrize("channels, kernel", [(1, 3), (8, 3), (8, 1), (3, 5)])
+def test_relu_keeps_nan(channels, kernel):
+    """A NaN input pixel gives NaN in every relu output that reads it, whichever algorithm
+    runs (direct, Winograd for 3x3 with 8+ channels, 1x1 GEMM, im2col)."""
+    x = np.random.default_rng(0).standard_normal((2, channels, 7, 7)).astype(np.float32)
+    x[1, 0, 3, 3] = np.nan
+    layer = Conv2D(8, kernel, padding="same", activation="relu")
+    layer.ensure_built(x.shape[1:])
+    y, _ = layer.forward(x)  # forward: layer(x) itself refuses NaN inputs
+    assert np.isfinite(y[0]).all()
+    r = kernel // 2
+    assert np.isnan(y[1, :, 3 - r:4 + r, 3 - r:4 + r]).all()

@@ -134,9 +134,9 @@ def test_non_finite_loss(model_kind, fault, terminate):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.xfail(strict=True, reason="the ReLU kernels compute max(x, 0) as 'x if x > 0 else 0', which turns "
-                   "NaN into 0: a NaN weight before a ReLU goes unnoticed (finite loss, NaN kept in the weights)")
 def test_relu_propagates_nan():
+    """ReLU keeps NaN (max(NaN, 0) is NaN): a NaN weight before a ReLU makes the loss NaN and is
+    reported, rather than hidden as 0 and kept in the weights."""
     nj.set_seed(0)
     x, y = _data()
     model = _dense()
