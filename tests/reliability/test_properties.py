@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 import nnjit as nj
 from nnjit.layers import (GRU, LSTM, AvgPool2D, BatchNormalization, Conv2D, Dense, LayerNormalization, MaxPool2D,
                           MultiHeadAttention, SimpleRNN)
+from numpy_reference import activation as _act
+from numpy_reference import activation_grad as _act_grad
+from numpy_reference import sigmoid as _sigmoid
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 seeds = st.integers(0, 2 ** 31 - 1)
@@ -34,58 +37,6 @@ def _p(layer, key):
 
 
 # ------------------------------------------------------------------ activations
-def _sigmoid(z):
-    return 0.5 * (1 + np.tanh(0.5 * z))
-
-
-def _act(name, z):
-    if name == "linear":
-        return z
-    if name == "relu":
-        return np.maximum(z, 0)
-    if name == "leaky_relu":
-        return np.where(z > 0, z, 0.2 * z)
-    if name == "elu":
-        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
-    if name == "gelu":
-        return 0.5 * z * (1 + np.vectorize(math.erf)(z / math.sqrt(2)))
-    if name == "sigmoid":
-        return _sigmoid(z)
-    if name == "tanh":
-        return np.tanh(z)
-    if name == "softmax":
-        e = np.exp(z - z.max(-1, keepdims=True))
-        return e / e.sum(-1, keepdims=True)
-    if name == "swish":
-        return z * _sigmoid(z)
-    raise AssertionError(name)
-
-
-def _act_grad(name, z, dy):
-    """dL/dz given dL/dy."""
-    y = _act(name, z)
-    if name == "linear":
-        return dy
-    if name == "relu":
-        return dy * (z > 0)
-    if name == "leaky_relu":
-        return dy * np.where(z > 0, 1.0, 0.2)
-    if name == "elu":
-        return dy * np.where(z > 0, 1.0, y + 1)
-    if name == "gelu":
-        return dy * (0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2))) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi))
-    if name == "sigmoid":
-        return dy * y * (1 - y)
-    if name == "tanh":
-        return dy * (1 - y * y)
-    if name == "softmax":
-        return y * (dy - (dy * y).sum(-1, keepdims=True))
-    if name == "swish":
-        s = _sigmoid(z)
-        return dy * (s + z * s * (1 - s))
-    raise AssertionError(name)
-
-
 ACTIVATIONS = ["linear", "relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh", "softmax", "swish"]
 
 
