@@ -7,7 +7,8 @@ for R rounds with a pause before each, and reports the median over rounds of eac
 median over K repetitions, in milliseconds, of the forward pass over the whole sequence and
 the backward pass from the gradient of the last state (weight gradients, no input gradient:
 the recurrent layer is the model's first layer).  nnjit runs with 1 block and with one block
-per thread, to show which the caller should pick.  float32, random data, the same shapes and
+per thread (and the LSTM also with its units split into one group per thread), to show which
+the caller should pick.  float32, random data, the same shapes and
 thread count for both libraries.
 """
 from __future__ import annotations
@@ -65,7 +66,10 @@ def worker_nnjit(threads, reps):
         h0 = np.zeros((n, units), dtype=np.float32)
         d_out = np.zeros((0, 0, 0), dtype=np.float32)
         dw, du, db, drb = (np.zeros_like(a) for a in (w, u, b, rb))
-        for nb in sorted({1, threads}):
+        splits = [(nb, 1) for nb in sorted({1, threads})]
+        if cell == "lstm" and threads > 1:
+            splits.append((threads, threads))  # unit groups instead of row blocks
+        for nb, groups in splits:
             if cell == "rnn":
                 def fwd():
                     return R.simple_rnn_forward(x, w, u, b, h0, CODES["tanh"], no_mask, False, nb)[2]
@@ -75,7 +79,7 @@ def worker_nnjit(threads, reps):
                                           False, True, nb)
             elif cell == "lstm":
                 def fwd():
-                    return R.lstm_forward(x, w, u, b, h0, h0, no_mask, False, nb)[3]
+                    return R.lstm_forward(x, w, u, b, h0, h0, no_mask, False, nb, groups)[3]
 
                 def bwd(cache):
                     R.lstm_backward(d_out, dy, h0, x, w, u, no_mask, False, cache, dw, du, db, False, True, nb)
@@ -97,7 +101,7 @@ def worker_nnjit(threads, reps):
                 t2 = time.perf_counter()
                 tf.append(t1 - t0)
                 tb.append(t2 - t1)
-            out[f"{cell}/nb{nb}"] = (_median_ms(tf), _median_ms(tb))
+            out[f"{cell}/nb{nb}" + (f"/groups{groups}" if groups > 1 else "")] = (_median_ms(tf), _median_ms(tb))
     return out
 
 

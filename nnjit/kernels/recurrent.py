@@ -14,7 +14,8 @@ of the s-th *processed* step, so with ``reverse`` outputs[:, 0] belongs to t = T
 step is masked).  Everything else the kernels keep (gates, states) is indexed by input time t,
 so that its rows line up with the rows of x.
 
-Algorithm.  The input projection of all steps is one GEMM per row block, (rows*T, F) @ w + b,
+Algorithm (the LSTM can also split by units instead: see "LSTM with its units split into
+groups" below).  The input projection of all steps is one GEMM per row block, (rows*T, F) @ w + b,
 written into the gate buffer.  The recurrence is independent per sample, so the batch is split
 into ``nblocks`` row blocks and each block runs the whole time loop on its own (no
 synchronisation between steps): per step one small GEMM h @ u (computed transposed, see
@@ -44,9 +45,11 @@ Caches (the last element returned by each forward; pass it unchanged to backward
   z (N, T, U): the pre-activation when the activation's derivative needs it (gelu, swish),
   else a (0, 0, 0) array (y then overwrote it in place); h_prev (N, T, U): the state entering
   each step.
-- LSTM: (gates, h_prev, c_prev, tanh_c).  gates (N, T, 4U): i, f, g, o after their
-  activations; h_prev, c_prev (N, T, U): the states entering each step; tanh_c (N, T, U):
-  tanh of the cell state each step produced.
+- LSTM: (gates, h_prev, c_prev, tanh_c, bounds, wg, ug).  gates (N, T, 4U): i, f, g, o after
+  their activations (columns in grouped order when the forward split the units into groups);
+  h_prev, c_prev (N, T, U): the states entering each step; tanh_c (N, T, U): tanh of the cell
+  state each step produced; bounds: the unit groups' bounds ([0, U] for one group), wg, ug:
+  w and u with their columns in that order.
 - GRU: (gates, hn, h_prev).  gates (N, T, 3U): r, z, n after their activations; hn (N, T, U):
   h_prev @ u_n + rb_n, the recurrent part that r gates; h_prev (N, T, U) as above.
 
@@ -60,6 +63,7 @@ from numba.extending import intrinsic, overload
 
 from .activations import GELU, LINEAR, SIGMOID, SWISH, TANH, activation_grad_rows, activation_rows, block_bounds
 from .blas import GEMV_MAX_ROWS, gemm
+from .staged import claim, new_state, publish, wait_stage
 
 
 @intrinsic
@@ -495,6 +499,61 @@ def simple_rnn_backward(d_outputs, d_h_last, x, w, u, code, mask, reverse, cache
 
 
 @njit(cache=True)
+def _lstm_cell(zr, cp, cn, tc, hn, out):
+    """One row of one LSTM step over the k = len(cp) units of cp: zr (4k,) holds their
+    pre-activations i, f, g, o side by side and is overwritten with the activations; writes the
+    new cell state into cn, its tanh into tc and h into hn and out."""
+    units = cp.shape[0]
+    # Views indexed from 0, one short loop per operation: each loop touches few arrays, so
+    # LLVM vectorizes it.
+    zi = zr[:units]
+    zf = zr[units:2 * units]
+    zg = zr[2 * units:3 * units]
+    zo = zr[3 * units:]
+    _sigmoid_inplace(zr[:2 * units])
+    _tanh_inplace(zg)
+    _sigmoid_inplace(zo)
+    for j in range(units):
+        cn[j] = zf[j] * cp[j] + zi[j] * zg[j]
+    _tanh_into(cn, tc)
+    for j in range(units):
+        h = zo[j] * tc[j]
+        hn[j] = h
+        out[j] = h
+
+
+@njit(cache=True)
+def _lstm_cell_backward(zr, dzr, cp, tc, dhr, dcr):
+    """Backward of ``_lstm_cell`` for one row: from the gradients of h (dhr, zeroed after use)
+    and of the cell state (dcr), the pre-activation gradients dzr, and dcr becomes the gradient
+    of the previous cell state."""
+    units = cp.shape[0]
+    one = zr.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
+    zi = zr[:units]
+    zf = zr[units:2 * units]
+    zg = zr[2 * units:3 * units]
+    zo = zr[3 * units:]
+    dzi = dzr[:units]
+    dzf = dzr[units:2 * units]
+    dzg = dzr[2 * units:3 * units]
+    dzo = dzr[3 * units:]
+    for j in range(units):
+        og = zo[j]
+        th = tc[j]
+        dzo[j] = dhr[j] * th * og * (one - og)
+        dcr[j] += dhr[j] * og * (one - th * th)
+    for j in range(units):
+        dzi[j] = dcr[j] * zg[j] * zi[j] * (one - zi[j])
+    for j in range(units):
+        dzf[j] = dcr[j] * cp[j] * zf[j] * (one - zf[j])
+    for j in range(units):
+        dzg[j] = dcr[j] * zi[j] * (one - zg[j] * zg[j])
+    for j in range(units):
+        dcr[j] *= zf[j]
+    _zero(dhr)
+
+
+@njit(cache=True)
 def _lstm_forward_rows(x2, w, u, ut, b, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c, outputs,
                        h_last, c_last, hts, zts, i0, i1):
     n, steps, g4 = gates.shape
@@ -527,33 +586,18 @@ def _lstm_forward_rows(x2, w, u, ut, b, h0, c0, mask, reverse, gates, h_prev, c_
                     cn[j] = cp[j]
                     out[j] = 0.0
                 continue
-            # Views indexed from 0, one short loop per operation: each loop touches few arrays,
-            # so LLVM vectorizes it.
-            zr = gates[i, t]
-            zi = zr[:units]
-            zf = zr[units:2 * units]
-            zg = zr[2 * units:3 * units]
-            zo = zr[3 * units:]
-            tc = tanh_c[i, t]
-            _sigmoid_inplace(zr[:2 * units])
-            _tanh_inplace(zg)
-            _sigmoid_inplace(zo)
-            for j in range(units):
-                cn[j] = zf[j] * cp[j] + zi[j] * zg[j]
-            _tanh_into(cn, tc)
-            for j in range(units):
-                h = zo[j] * tc[j]
-                hn[j] = h
-                out[j] = h
+            _lstm_cell(gates[i, t], cp, cn, tanh_c[i, t], hn, out)
 
 
 @njit(cache=True, parallel=True)
-def lstm_forward(x, w, u, b, h0, c0, mask, reverse, nblocks):
+def lstm_forward(x, w, u, b, h0, c0, mask, reverse, nblocks, unit_groups):
     """LSTM over a sequence, gate order i, f, g, o: z = x_t @ w + h_{t-1} @ u + b,
     c_t = f * c_{t-1} + i * g, h_t = o * tanh(c_t).
 
     x (N, T, F), w (F, 4U), u (U, 4U), b (4U,) or (0,), h0, c0 (N, U), mask (N, T) uint8 or
-    (0, 0), reverse: bool.  Returns (outputs (N, T, U), h_last (N, U), c_last (N, U), cache).
+    (0, 0), reverse: bool.  ``unit_groups`` > 1 splits the work by groups of units (one part
+    per thread, see _lstm_forward_part), else by ``nblocks`` row blocks.  Returns
+    (outputs (N, T, U), h_last (N, U), c_last (N, U), cache).
     """
     n, steps, f = x.shape
     units = u.shape[0]
@@ -566,6 +610,17 @@ def lstm_forward(x, w, u, b, h0, c0, mask, reverse, nblocks):
     h_last = np.empty((n, units), dtype=dtype)
     c_last = np.empty((n, units), dtype=dtype)
     x2 = x.reshape(n * steps, f)
+    bounds = _unit_groups(units, unit_groups if steps > 0 else 1)
+    nparts = bounds.shape[0] - 1
+    if nparts > 1:
+        wg = _grouped_columns(w, bounds, 4)
+        ug = _grouped_columns(u, bounds, 4)
+        bg = _grouped_columns(b.reshape(1, b.shape[0]), bounds, 4)[0] if b.shape[0] > 0 else b
+        state = new_state(steps + 1, nparts)
+        for me in prange(nparts):
+            _lstm_forward_worker(me, state, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev,
+                                 tanh_c, outputs, h_last, c_last)
+        return outputs, h_last, c_last, (gates, h_prev, c_prev, tanh_c, bounds, wg, ug)
     ut = _transposed(u)
     hts = np.empty((units, n), dtype=dtype)
     zts = np.empty((4 * units, n), dtype=dtype)
@@ -577,7 +632,7 @@ def lstm_forward(x, w, u, b, h0, c0, mask, reverse, nblocks):
         for blk in prange(nb):
             _lstm_forward_rows(x2, w, u, ut, b, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c, outputs,
                                h_last, c_last, hts, zts, *block_bounds(blk, nb, n))
-    return outputs, h_last, c_last, (gates, h_prev, c_prev, tanh_c)
+    return outputs, h_last, c_last, (gates, h_prev, c_prev, tanh_c, bounds, w, u)
 
 
 @njit(cache=True)
@@ -585,7 +640,6 @@ def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, 
                         dh, dc, dx2, dzts, dhts, i0, i1):
     n, steps, g4 = gates.shape
     units = u.shape[0]
-    one = gates.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
     if i1 <= i0:
         return
     dh3 = dh.reshape(dh.shape[0], 1, dh.shape[1])  # (N, 1, U): the 3-D form _step_product takes
@@ -601,36 +655,11 @@ def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, 
                 _zero(dzr)
                 continue
             dhr = dh[i]
-            dcr = dc[i]
             if have_dout:
                 dor = d_outputs[i, s]
                 for j in range(units):
                     dhr[j] += dor[j]
-            zr = gates[i, t]
-            zi = zr[:units]
-            zf = zr[units:2 * units]
-            zg = zr[2 * units:3 * units]
-            zo = zr[3 * units:]
-            dzi = dzr[:units]
-            dzf = dzr[units:2 * units]
-            dzg = dzr[2 * units:3 * units]
-            dzo = dzr[3 * units:]
-            cp = c_prev[i, t]
-            tc = tanh_c[i, t]
-            for j in range(units):
-                og = zo[j]
-                th = tc[j]
-                dzo[j] = dhr[j] * th * og * (one - og)
-                dcr[j] += dhr[j] * og * (one - th * th)
-            for j in range(units):
-                dzi[j] = dcr[j] * zg[j] * zi[j] * (one - zi[j])
-            for j in range(units):
-                dzf[j] = dcr[j] * cp[j] * zf[j] * (one - zf[j])
-            for j in range(units):
-                dzg[j] = dcr[j] * zi[j] * (one - zg[j] * zg[j])
-            for j in range(units):
-                dcr[j] *= zf[j]
-            _zero(dhr)
+            _lstm_cell_backward(gates[i, t], dzr, c_prev[i, t], tanh_c[i, t], dhr, dc[i])
         _step_product(dz, t, u, u, True, dh3, 0, True, dzts, dhts, i0, i1)
     if dx2.shape[0] > 0:
         gemm(dz.reshape(n * steps, g4)[i0 * steps:i1 * steps], w, dx2[i0 * steps:i1 * steps], False, True)
@@ -645,7 +674,7 @@ def lstm_backward(d_outputs, d_h_last, d_c_last, x, w, u, mask, reverse, cache, 
     to the forward, cache as it returned.  Accumulates into dw (F, 4U), du (U, 4U), db (4U,) (or
     (0,)) when need_dparams.  Returns (dx (N, T, F) or (0, T, F), dh0 (N, U), dc0 (N, U)).
     """
-    gates, h_prev, c_prev, tanh_c = cache
+    gates, h_prev, c_prev, tanh_c, bounds, wg, ug = cache
     n, steps, f = x.shape
     units = u.shape[0]
     dtype = x.dtype
@@ -654,6 +683,14 @@ def lstm_backward(d_outputs, d_h_last, d_c_last, x, w, u, mask, reverse, cache, 
     dc = np.empty((n, units), dtype=dtype)
     dx = np.empty((n if need_dx else 0, steps, f), dtype=dtype)
     dx2 = dx.reshape(dx.shape[0] * steps, f)
+    nparts = bounds.shape[0] - 1
+    if nparts > 1:
+        state = new_state(steps + 2, nparts)
+        x2 = x.reshape(n * steps, f)
+        for me in prange(nparts):
+            _lstm_backward_worker(me, state, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse,
+                                  gates, h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams)
+        return dx, dh, dc
     dzts = np.empty((4 * units, n), dtype=dtype)
     dhts = np.empty((units, n), dtype=dtype)
     nb = max(1, min(n, nblocks))
@@ -674,6 +711,178 @@ def lstm_backward(d_outputs, d_h_last, d_c_last, x, w, u, mask, reverse, cache, 
             for part in prange(nblocks):
                 _param_grads_part(x2, hp2, dz2, dw, du, db, np.int64(part), nblocks)
     return dx, dh, dc
+
+
+# LSTM with its units split into groups, one part per thread.  Each step's product with u is
+# the whole batch times a group's columns of u (every thread packs only its share of u, for
+# all rows, instead of all of u for its share of rows), and each group then runs the gate
+# arithmetic of its units.  A step needs the whole state of the step before, so the steps are
+# stages of a staged loop (staged.py), one wait per step.  u, w and b are copied with their
+# columns in grouped order: group p (units a..b, k = b - a) has its i, f, g, o columns side by
+# side at 4a .. 4b, so its product is one GEMM; the gates cache keeps that order.
+
+@njit(cache=True)
+def _unit_groups(units, groups):
+    """Bounds (groups + 1,) of ``groups`` groups of units (at most ``units``, at least 1)."""
+    nparts = max(1, min(groups, units))
+    bounds = np.empty(nparts + 1, dtype=np.int64)
+    for p in range(nparts + 1):
+        bounds[p] = (units * p) // nparts
+    return bounds
+
+
+@njit(cache=True)
+def _grouped_columns(a, bounds, ngates):
+    """A copy of a (K, ngates * U) with its columns in grouped order."""
+    units = bounds[bounds.shape[0] - 1]
+    out = np.empty_like(a)
+    for r in range(a.shape[0]):
+        src = a[r]
+        dst = out[r]
+        for p in range(bounds.shape[0] - 1):
+            g0 = bounds[p]
+            k = bounds[p + 1] - g0
+            for g in range(ngates):
+                d0 = ngates * g0 + g * k
+                s0 = g * units + g0
+                for j in range(k):
+                    dst[d0 + j] = src[s0 + j]
+    return out
+
+
+@njit(cache=True)
+def _copy_vec(src, dst):
+    for j in range(src.shape[0]):
+        dst[j] = src[j]
+
+
+@njit(cache=True)
+def _lstm_forward_part(stage, p, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c,
+                       outputs, h_last, c_last):
+    """Part p of a stage of the grouped forward: stage 0 projects the group's columns for every
+    step and places h0, c0; stage s + 1 runs processed step s for the group's units."""
+    n, steps, g4 = gates.shape
+    a = bounds[p]
+    b = bounds[p + 1]
+    k0 = 4 * a
+    k1 = 4 * b
+    if stage == 0:
+        z2 = gates.reshape(n * steps, g4)
+        gemm(x2, wg[:, k0:k1], z2[:, k0:k1])
+        if bg.shape[0] > 0:
+            bias = bg[k0:k1]
+            for r in range(n * steps):
+                zr = z2[r]
+                for j in range(k1 - k0):
+                    zr[k0 + j] += bias[j]
+        t = _time_of(0, steps, reverse)
+        for i in range(n):
+            _copy_vec(h0[i, a:b], h_prev[i, t, a:b])
+            _copy_vec(c0[i, a:b], c_prev[i, t, a:b])
+        return
+    s = stage - 1
+    t = _time_of(s, steps, reverse)
+    tn = t - 1 if reverse else t + 1
+    last = s == steps - 1
+    gemm(h_prev[:, t, :], ug[:, k0:k1], gates[:, t, k0:k1], False, False, 1.0, 1.0)
+    masked = mask.shape[0] > 0
+    for i in range(n):
+        hp = h_prev[i, t, a:b]
+        cp = c_prev[i, t, a:b]
+        hn = h_last[i, a:b] if last else h_prev[i, tn, a:b]
+        cn = c_last[i, a:b] if last else c_prev[i, tn, a:b]
+        out = outputs[i, s, a:b]
+        if masked and mask[i, t] == 0:
+            for j in range(b - a):
+                hn[j] = hp[j]
+                cn[j] = cp[j]
+                out[j] = 0.0
+            continue
+        _lstm_cell(gates[i, t, k0:k1], cp, cn, tanh_c[i, t, a:b], hn, out)
+
+
+@njit(cache=True)
+def _lstm_forward_worker(me, state, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c,
+                         outputs, h_last, c_last):
+    nparts = bounds.shape[0] - 1
+    for stage in range(gates.shape[1] + 1):
+        for q in range(nparts):
+            p = (me + q) % nparts
+            if claim(state, stage, p, nparts):
+                _lstm_forward_part(stage, p, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev,
+                                   tanh_c, outputs, h_last, c_last)
+                publish(state, stage, p, nparts)
+        wait_stage(state, stage, nparts)
+
+
+@njit(cache=True)
+def _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse, gates,
+                        h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams):
+    """Part p of a stage of the grouped backward: stage k < T runs processed step T-1-k for the
+    group's units (after adding the product of the step after it), stage T adds the product of
+    the first step into dh (dh0), stage T + 1 the parameter gradients of the group's columns
+    and a block of rows of dx."""
+    n, steps, g4 = gates.shape
+    units = ug.shape[0]
+    a = bounds[p]
+    b = bounds[p + 1]
+    k = b - a
+    k0 = 4 * a
+    k1 = 4 * b
+    if stage == 0:
+        for i in range(n):
+            _copy_vec(d_h_last[i, a:b], dh[i, a:b])
+            _copy_vec(d_c_last[i, a:b], dc[i, a:b])
+    if stage < steps:
+        s = steps - 1 - stage
+        t = _time_of(s, steps, reverse)
+        if stage > 0:
+            gemm(dz[:, _time_of(s + 1, steps, reverse), :], ug[a:b, :], dh[:, a:b], False, True, 1.0, 1.0)
+        masked = mask.shape[0] > 0
+        have_dout = d_outputs.shape[0] > 0
+        for i in range(n):
+            dzr = dz[i, t, k0:k1]
+            if masked and mask[i, t] == 0:
+                _zero(dzr)
+                continue
+            dhr = dh[i, a:b]
+            if have_dout:
+                dor = d_outputs[i, s, a:b]
+                for j in range(k):
+                    dhr[j] += dor[j]
+            _lstm_cell_backward(gates[i, t, k0:k1], dzr, c_prev[i, t, a:b], tanh_c[i, t, a:b], dhr, dc[i, a:b])
+        return
+    if stage == steps:
+        if steps > 0:
+            gemm(dz[:, _time_of(0, steps, reverse), :], ug[a:b, :], dh[:, a:b], False, True, 1.0, 1.0)
+        return
+    dz2 = dz.reshape(n * steps, g4)
+    if need_dparams:
+        hp2 = h_prev.reshape(n * steps, units)
+        for g in range(4):
+            src = dz2[:, k0 + g * k:k0 + (g + 1) * k]
+            c0 = g * units + a
+            gemm(x2, src, dw[:, c0:c0 + k], True, False, 1.0, 1.0)
+            gemm(hp2, src, du[:, c0:c0 + k], True, False, 1.0, 1.0)
+            if db.shape[0] > 0:
+                _col_sums(src, db, np.int64(0), k, c0)
+    if dx2.shape[0] > 0:
+        r0, r1 = block_bounds(p, bounds.shape[0] - 1, n * steps)
+        gemm(dz2[r0:r1], wg, dx2[r0:r1], False, True)
+
+
+@njit(cache=True)
+def _lstm_backward_worker(me, state, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse, gates,
+                          h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams):
+    nparts = bounds.shape[0] - 1
+    for stage in range(gates.shape[1] + 2):
+        for q in range(nparts):
+            p = (me + q) % nparts
+            if claim(state, stage, p, nparts):
+                _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse,
+                                    gates, h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams)
+                publish(state, stage, p, nparts)
+        wait_stage(state, stage, nparts)
 
 
 # ----------------------------------------------------------------------------------------

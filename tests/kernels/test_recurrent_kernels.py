@@ -112,13 +112,14 @@ def _problem(cell, n, steps, f, units, dtype=np.float64, seed=0, bias=True):
     return {k: v.astype(dtype) for k, v in p.items()}
 
 
-def run_forward(cell, p, mask, reverse, nblocks, act="tanh"):
+def run_forward(cell, p, mask, reverse, nblocks, act="tanh", unit_groups=1):
     if cell == "rnn":
         out, h, cache = simple_rnn_forward(p["x"], p["w"], p["u"], p["b"], p["h0"], CODES[act], mask, reverse,
                                            nblocks)
         return out, (h,), cache
     if cell == "lstm":
-        out, h, c, cache = lstm_forward(p["x"], p["w"], p["u"], p["b"], p["h0"], p["c0"], mask, reverse, nblocks)
+        out, h, c, cache = lstm_forward(p["x"], p["w"], p["u"], p["b"], p["h0"], p["c0"], mask, reverse, nblocks,
+                                        unit_groups)
         return out, (h, c), cache
     out, h, cache = gru_forward(p["x"], p["w"], p["u"], p["b"], p["rb"], p["h0"], mask, reverse, nblocks)
     return out, (h,), cache
@@ -350,6 +351,96 @@ def test_serial_and_parallel_paths_agree(cell):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
         for k in grads:
             np.testing.assert_allclose(grads[k], results[0][2][k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+# The LSTM split by groups of units (unit_groups > 1): the work of each step is shared out by
+# units, with a wait between steps; the gradients come out in the standard column order.
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("mask_kind", ["none", "lengths"])
+@pytest.mark.parametrize("groups", [2, 3, 9])
+def test_lstm_unit_groups_forward_matches_step_reference(reverse, mask_kind, groups):
+    p = _problem("lstm", 7, 6, 5, 4, seed=1)
+    mask = _mask(7, 6, mask_kind)
+    out, finals, cache = run_forward("lstm", p, mask, reverse, 1, unit_groups=groups)
+    assert cache[4].tolist() == ([0, 2, 4] if groups == 2 else [0, 1, 2, 4] if groups == 3 else [0, 1, 2, 3, 4])
+    ref_out, ref_finals = run_reference("lstm", p, mask, reverse)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-12)
+    for a, r in zip(finals, ref_finals):
+        np.testing.assert_allclose(a, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("mask_kind", ["none", "lengths"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_lstm_unit_groups_backward_finite_differences(reverse, mask_kind, bias):
+    p = _problem("lstm", 7, 5, 3, 3, seed=8, bias=bias)
+    mask = _mask(7, 5, mask_kind)
+    r_out, r_fin = _objective_grads("lstm", p, mask, reverse, "tanh")
+    _, _, cache = run_forward("lstm", p, mask, reverse, 1, unit_groups=2)
+    grads = run_backward("lstm", p, mask, reverse, cache, r_out, r_fin, 1)
+    numeric = _numeric_grads("lstm", p, mask, reverse, "tanh", r_out, r_fin)
+    for name in numeric:
+        if name == "b" and not bias:
+            continue
+        np.testing.assert_allclose(grads[name], numeric[name], rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_lstm_unit_groups_agree_with_row_blocks_and_flags():
+    """Groups and row blocks give the same outputs and gradients (float64, to rounding), the
+    parameter gradients accumulate, and need_dx / need_dparams are honoured."""
+    p = _problem("lstm", 33, 12, 9, 17, seed=14)
+    mask = _mask(33, 12, "lengths")
+    out_r, fin_r, cache_r = run_forward("lstm", p, mask, True, 2)
+    d_out = np.cos(out_r)
+    d_fin = [np.sin(a) for a in fin_r]
+    ref = run_backward("lstm", p, mask, True, cache_r, d_out, d_fin, 2)
+    for groups in (2, 3, 5):
+        out, fin, cache = run_forward("lstm", p, mask, True, 2, unit_groups=groups)
+        np.testing.assert_allclose(out, out_r, rtol=1e-12, atol=1e-12)
+        for a, b in zip(fin, fin_r):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        start = {k: np.full_like(p[k], 0.75) for k in ("w", "u", "b")}
+        grads = run_backward("lstm", p, mask, True, cache, d_out, d_fin, 2, grads={k: v.copy() for k, v in start.items()})
+        for k in ref:
+            expected = ref[k] + 0.75 if k in start else ref[k]
+            np.testing.assert_allclose(grads[k], expected, rtol=1e-10, atol=1e-12, err_msg=k)
+        untouched = {k: v.copy() for k, v in start.items()}
+        off = run_backward("lstm", p, mask, True, cache, d_out, d_fin, 2, grads=untouched, need_dx=False,
+                           need_dparams=False)
+        assert off["x"].shape == (0, 12, 9)
+        for k in start:
+            np.testing.assert_array_equal(untouched[k], start[k])
+        np.testing.assert_allclose(off["h0"], ref["h0"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(off["c0"], ref["c0"], rtol=1e-12, atol=1e-12)
+
+
+def test_lstm_unit_groups_float32_and_no_steps():
+    p64 = _problem("lstm", 37, 20, 16, 64, seed=5)
+    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
+    mask = _mask(37, 20, "lengths")
+    out32, fin32, cache32 = run_forward("lstm", p32, mask, False, 2, unit_groups=2)
+    out64, fin64, _ = run_forward("lstm", p64, mask, False, 1)
+    assert out32.dtype == np.float32 and cache32[0].dtype == np.float32
+    np.testing.assert_allclose(out32, out64, rtol=1e-4, atol=1e-5)
+    rng = np.random.default_rng(6)
+    d_out = rng.standard_normal(out64.shape)
+    d_fin = [rng.standard_normal(a.shape) for a in fin64]
+    _, _, cache64 = run_forward("lstm", p64, mask, False, 1)
+    g64 = run_backward("lstm", p64, mask, False, cache64, d_out, d_fin, 1)
+    g32 = run_backward("lstm", p32, mask, False, cache32, d_out.astype(np.float32),
+                       [a.astype(np.float32) for a in d_fin], 2)
+    for k in g64:
+        assert g32[k].dtype == np.float32
+        scale = np.abs(g64[k]).max() + 1.0
+        np.testing.assert_allclose(g32[k], g64[k], rtol=0, atol=2e-4 * scale, err_msg=k)
+    # No steps: the final states are the initial ones, whatever the split asked for.
+    p0 = _problem("lstm", 3, 0, 2, 4, seed=2)
+    out, (h, c), _ = run_forward("lstm", p0, NO_MASK, False, 2, unit_groups=2)
+    assert out.shape == (3, 0, 4)
+    np.testing.assert_array_equal(h, p0["h0"])
+    np.testing.assert_array_equal(c, p0["c0"])
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 2e-15), (np.float32, 5e-7)])
