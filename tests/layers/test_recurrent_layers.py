@@ -273,3 +273,47 @@ def test_memory_task_needs_a_recurrent_state():
 
     assert lstm.evaluate(x_test, y_test)["accuracy"] > 0.95
     assert memoryless.evaluate(x_test[:, -1], y_test)["accuracy"] < 0.7
+
+
+@pytest.mark.skipif(__import__("numba").config.NUMBA_NUM_THREADS < 2, reason="needs 2 threads")
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_wide_lstm_splits_its_units_across_threads(monkeypatch, go_backwards):
+    """LSTM(64) on 2 threads takes the kernel path that splits each step by groups of units;
+    its outputs, states and gradients match the step reference and the one-thread path."""
+    from nnjit.kernels import recurrent as K
+
+    groups_used = []
+    original = K.lstm_forward
+
+    def recording(*args):
+        groups_used.append(args[-1])
+        return original(*args)
+
+    monkeypatch.setattr(K, "lstm_forward", recording)
+    nj.set_seed(3)
+    layer = LSTM(64, return_sequences=True, return_state=True, go_backwards=go_backwards)
+    x = _x((24, 40, 16), seed=7, dtype=np.float32)
+    mask = np.ones((24, 40), dtype=bool)
+    mask[3, 25:] = False
+    mask[5, :] = False
+    results = {}
+    previous = nj.get_num_threads()
+    try:
+        for threads in (1, 2):
+            nj.set_num_threads(threads)
+            (y, h, c), backward = layer.forward(x, training=True, mask=mask)
+            layer.grads["kernel"][...] = 0
+            layer.grads["recurrent_kernel"][...] = 0
+            layer.grads["bias"][...] = 0
+            dx = backward([np.cos(y), np.sin(h), np.cos(c)])
+            results[threads] = [y, h, c, dx] + [layer.grads[k].copy() for k in ("kernel", "recurrent_kernel", "bias")]
+    finally:
+        nj.set_num_threads(previous)
+    assert groups_used == [1, 2]
+    outs, finals = reference(layer, x, mask=mask.astype(np.uint8))
+    np.testing.assert_allclose(results[2][0], outs, rtol=1e-4, atol=1e-5)
+    for got, want in zip(results[2][1:3], finals):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    for one, two in zip(results[1], results[2]):
+        scale = float(np.abs(one).max()) + 1.0
+        np.testing.assert_allclose(two, one, rtol=0, atol=2e-5 * scale)
