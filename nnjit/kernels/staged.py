@@ -40,10 +40,15 @@ def _item_pointer(context, builder, aryty, ary, idx, idxty):
     return cgutils.get_item_pointer(context, builder, aryty, array, [index])
 
 
+def _int64_item(ary, idx):
+    """Typing check shared by the intrinsics: an int64 array and an integer index."""
+    return isinstance(ary, types.Array) and ary.dtype == types.int64 and isinstance(idx, types.Integer)
+
+
 @intrinsic
 def _fetch_add(typingctx, ary, idx):
     """ary[idx] += 1 atomically (acquire-release); returns the value before."""
-    if not (isinstance(ary, types.Array) and ary.dtype == types.int64 and isinstance(idx, types.Integer)):
+    if not _int64_item(ary, idx):
         return None
 
     def codegen(context, builder, signature, args):
@@ -55,7 +60,7 @@ def _fetch_add(typingctx, ary, idx):
 
 @intrinsic
 def _load_acquire(typingctx, ary, idx):
-    if not (isinstance(ary, types.Array) and ary.dtype == types.int64 and isinstance(idx, types.Integer)):
+    if not _int64_item(ary, idx):
         return None
 
     def codegen(context, builder, signature, args):
@@ -68,7 +73,7 @@ def _load_acquire(typingctx, ary, idx):
 @intrinsic
 def _store_release(typingctx, ary, idx):
     """ary[idx] = 1 with release ordering."""
-    if not (isinstance(ary, types.Array) and ary.dtype == types.int64 and isinstance(idx, types.Integer)):
+    if not _int64_item(ary, idx):
         return None
 
     def codegen(context, builder, signature, args):
