@@ -7,8 +7,7 @@ for R rounds with a pause before each, and reports the median over rounds of eac
 median over K repetitions, in milliseconds, of the forward pass over the whole sequence and
 the backward pass from the gradient of the last state (weight gradients, no input gradient:
 the recurrent layer is the model's first layer).  nnjit runs with 1 block and with one block
-per thread (and the LSTM also with its units split into one group per thread), to show which
-the caller should pick.  float32, random data, the same shapes and
+per thread (for the LSTM: one group of units per thread), to show which the caller should pick.  float32, random data, the same shapes and
 thread count for both libraries.
 """
 from __future__ import annotations
@@ -67,8 +66,6 @@ def worker_nnjit(threads, reps):
         d_out = np.zeros((0, 0, 0), dtype=np.float32)
         dw, du, db, drb = (np.zeros_like(a) for a in (w, u, b, rb))
         splits = [(nb, 1) for nb in sorted({1, threads})]
-        if cell == "lstm" and threads > 1:
-            splits.append((threads, threads))  # unit groups instead of row blocks
         for nb, groups in splits:
             if cell == "rnn":
                 def fwd():

@@ -11,11 +11,11 @@ uint8 array indexed by input time (a (0, 0) array for none): at a step with mask
 carried through unchanged and the output of the step is zero.  ``outputs[:, s]`` is the output
 of the s-th *processed* step, so with ``reverse`` outputs[:, 0] belongs to t = T-1, and
 ``outputs[:, -1]`` is the output of the last processed step (equal to ``h_last`` unless that
-step is masked).  Everything else the kernels keep (gates, states) is indexed by input time t,
-so that its rows line up with the rows of x.
+step is masked).  Everything else the SimpleRNN and GRU kernels keep (gates, states) is indexed
+by input time t, so that its rows line up with the rows of x.
 
-Algorithm (the LSTM can also split by units instead: see "LSTM with its units split into
-groups" below).  The input projection of all steps is one GEMM per row block, (rows*T, F) @ w + b,
+Algorithm of SimpleRNN and GRU (the LSTM holds the batch as columns and splits the work by
+units instead: see its section below).  The input projection of all steps is one GEMM per row block, (rows*T, F) @ w + b,
 written into the gate buffer.  The recurrence is independent per sample, so the batch is split
 into ``nblocks`` row blocks and each block runs the whole time loop on its own (no
 synchronisation between steps): per step one small GEMM h @ u (computed transposed, see
@@ -45,11 +45,8 @@ Caches (the last element returned by each forward; pass it unchanged to backward
   z (N, T, U): the pre-activation when the activation's derivative needs it (gelu, swish),
   else a (0, 0, 0) array (y then overwrote it in place); h_prev (N, T, U): the state entering
   each step.
-- LSTM: (gates, h_prev, c_prev, tanh_c, bounds, wg, ug).  gates (N, T, 4U): i, f, g, o after
-  their activations (columns in grouped order when the forward split the units into groups);
-  h_prev, c_prev (N, T, U): the states entering each step; tanh_c (N, T, U): tanh of the cell
-  state each step produced; bounds: the unit groups' bounds ([0, U] for one group), wg, ug:
-  w and u with their columns in that order.
+- LSTM: (gates, xh, cs, tanh_c, bounds), step-major with the batch as columns and indexed by
+  processing step (see the LSTM section).
 - GRU: (gates, hn, h_prev).  gates (N, T, 3U): r, z, n after their activations; hn (N, T, U):
   h_prev @ u_n + rb_n, the recurrent part that r gates; h_prev (N, T, U) as above.
 
@@ -496,230 +493,35 @@ def simple_rnn_backward(d_outputs, d_h_last, x, w, u, code, mask, reverse, cache
 
 # ----------------------------------------------------------------------------------------
 # LSTM
+#
+# The LSTM kernels hold the batch as columns: every per-step quantity of step s (processing
+# order) is a (rows, N) block, so that a step is one GEMM with the large operand on the left and
+# its gate arithmetic runs over long contiguous runs.
+#
+#   xh (K, (T+1) N), K = F + nb + U (nb = 1 with a bias, else 0): column block s holds the input
+#     of step s (rows 0..F), a row of ones (row F, with a bias) and the state h entering step s
+#     (rows F+nb..); block T holds the final state.
+#   wu (4U, K): [w.T, b, u.T] with its rows in grouped order, so that one product wu @ xh[:, s]
+#     gives the input projection, the bias and the recurrent product of step s at once.
+#
+# The units are split into groups, one part per thread (a single group on one thread).  Group p
+# (units a..b, k = b - a) owns rows 4a..4b of wu and of the gates: its i, f, g, o rows, k each,
+# side by side.  Each step is a stage of a staged loop (staged.py): part p computes its rows of
+# the step's product, its units' gate arithmetic and its rows of the next state, and the next
+# step waits for every part.  Each thread packs only its share of the weights, for the whole
+# batch.  The cache (gates, xh, cs, tanh_c, bounds):
+#
+#   gates (T, 4U, N): i, f, g, o after their activations, grouped order;
+#   xh as above (the inputs and every state h, which the weight gradients need);
+#   cs (T+1, U, N): the cell state entering each step, the final one last;
+#   tanh_c (T, U, N): tanh of the cell state each step produced;
+#   bounds (groups + 1,): the groups' bounds.
+#
+# Backward walks the steps backwards with the same parts: part p adds its rows of u @ dZ of the
+# step after (dh of its units), runs its units' gate backward and writes its rows of dZ
+# (4U, T N, standard gate order).  Then dW = xh @ dZ.T is one GEMM per part over a share of the
+# rows of xh (the rows of w, b and u), and dx one GEMM per step, split by steps.
 
-
-@njit(cache=True)
-def _lstm_cell(zr, cp, cn, tc, hn, out):
-    """One row of one LSTM step over the k = len(cp) units of cp: zr (4k,) holds their
-    pre-activations i, f, g, o side by side and is overwritten with the activations; writes the
-    new cell state into cn, its tanh into tc and h into hn and out."""
-    units = cp.shape[0]
-    # Views indexed from 0, one short loop per operation: each loop touches few arrays, so
-    # LLVM vectorizes it.
-    zi = zr[:units]
-    zf = zr[units:2 * units]
-    zg = zr[2 * units:3 * units]
-    zo = zr[3 * units:]
-    _sigmoid_inplace(zr[:2 * units])
-    _tanh_inplace(zg)
-    _sigmoid_inplace(zo)
-    for j in range(units):
-        cn[j] = zf[j] * cp[j] + zi[j] * zg[j]
-    _tanh_into(cn, tc)
-    for j in range(units):
-        h = zo[j] * tc[j]
-        hn[j] = h
-        out[j] = h
-
-
-@njit(cache=True)
-def _lstm_cell_backward(zr, dzr, cp, tc, dhr, dcr):
-    """Backward of ``_lstm_cell`` for one row: from the gradients of h (dhr, zeroed after use)
-    and of the cell state (dcr), the pre-activation gradients dzr, and dcr becomes the gradient
-    of the previous cell state."""
-    units = cp.shape[0]
-    one = zr.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
-    zi = zr[:units]
-    zf = zr[units:2 * units]
-    zg = zr[2 * units:3 * units]
-    zo = zr[3 * units:]
-    dzi = dzr[:units]
-    dzf = dzr[units:2 * units]
-    dzg = dzr[2 * units:3 * units]
-    dzo = dzr[3 * units:]
-    for j in range(units):
-        og = zo[j]
-        th = tc[j]
-        dzo[j] = dhr[j] * th * og * (one - og)
-        dcr[j] += dhr[j] * og * (one - th * th)
-    for j in range(units):
-        dzi[j] = dcr[j] * zg[j] * zi[j] * (one - zi[j])
-    for j in range(units):
-        dzf[j] = dcr[j] * cp[j] * zf[j] * (one - zf[j])
-    for j in range(units):
-        dzg[j] = dcr[j] * zi[j] * (one - zg[j] * zg[j])
-    for j in range(units):
-        dcr[j] *= zf[j]
-    _zero(dhr)
-
-
-@njit(cache=True)
-def _lstm_forward_rows(x2, w, u, ut, b, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c, outputs,
-                       h_last, c_last, hts, zts, i0, i1):
-    n, steps, g4 = gates.shape
-    units = u.shape[0]
-    if i1 <= i0:
-        return
-    _project_rows(x2, w, b, gates.reshape(n * steps, g4), i0 * steps, i1 * steps)
-    if steps == 0:
-        _copy_rows(h0, h_last, i0, i1)
-        _copy_rows(c0, c_last, i0, i1)
-        return
-    t = _time_of(0, steps, reverse)
-    _copy_rows_to_step(h0, h_prev, t, i0, i1)
-    _copy_rows_to_step(c0, c_prev, t, i0, i1)
-    masked = mask.shape[0] > 0
-    for s in range(steps):
-        t = _time_of(s, steps, reverse)
-        tn = t - 1 if reverse else t + 1
-        last = s == steps - 1
-        _step_product(h_prev, t, u, ut, False, gates, t, True, hts, zts, i0, i1)
-        for i in range(i0, i1):
-            hp = h_prev[i, t]
-            cp = c_prev[i, t]
-            hn = h_last[i] if last else h_prev[i, tn]
-            cn = c_last[i] if last else c_prev[i, tn]
-            out = outputs[i, s]
-            if masked and mask[i, t] == 0:
-                for j in range(units):
-                    hn[j] = hp[j]
-                    cn[j] = cp[j]
-                    out[j] = 0.0
-                continue
-            _lstm_cell(gates[i, t], cp, cn, tanh_c[i, t], hn, out)
-
-
-@njit(cache=True, parallel=True)
-def lstm_forward(x, w, u, b, h0, c0, mask, reverse, nblocks, unit_groups):
-    """LSTM over a sequence, gate order i, f, g, o: z = x_t @ w + h_{t-1} @ u + b,
-    c_t = f * c_{t-1} + i * g, h_t = o * tanh(c_t).
-
-    x (N, T, F), w (F, 4U), u (U, 4U), b (4U,) or (0,), h0, c0 (N, U), mask (N, T) uint8 or
-    (0, 0), reverse: bool.  ``unit_groups`` > 1 splits the work by groups of units (one part
-    per thread, see _lstm_forward_part), else by ``nblocks`` row blocks.  Returns
-    (outputs (N, T, U), h_last (N, U), c_last (N, U), cache).
-    """
-    n, steps, f = x.shape
-    units = u.shape[0]
-    dtype = x.dtype
-    gates = np.empty((n, steps, 4 * units), dtype=dtype)
-    h_prev = np.empty((n, steps, units), dtype=dtype)
-    c_prev = np.empty((n, steps, units), dtype=dtype)
-    tanh_c = np.empty((n, steps, units), dtype=dtype)
-    outputs = np.empty((n, steps, units), dtype=dtype)
-    h_last = np.empty((n, units), dtype=dtype)
-    c_last = np.empty((n, units), dtype=dtype)
-    x2 = x.reshape(n * steps, f)
-    bounds = _unit_groups(units, unit_groups if steps > 0 else 1)
-    nparts = bounds.shape[0] - 1
-    if nparts > 1:
-        wg = _grouped_columns(w, bounds, 4)
-        ug = _grouped_columns(u, bounds, 4)
-        bg = _grouped_columns(b.reshape(1, b.shape[0]), bounds, 4)[0] if b.shape[0] > 0 else b
-        state = new_state(steps + 1, nparts)
-        for me in prange(nparts):
-            _lstm_forward_worker(me, state, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev,
-                                 tanh_c, outputs, h_last, c_last)
-        return outputs, h_last, c_last, (gates, h_prev, c_prev, tanh_c, bounds, wg, ug)
-    ut = _transposed(u)
-    hts = np.empty((units, n), dtype=dtype)
-    zts = np.empty((4 * units, n), dtype=dtype)
-    nb = max(1, min(n, nblocks))
-    if nb == 1:
-        _lstm_forward_rows(x2, w, u, ut, b, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c, outputs,
-                           h_last, c_last, hts, zts, *block_bounds(0, 1, n))
-    else:
-        for blk in prange(nb):
-            _lstm_forward_rows(x2, w, u, ut, b, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c, outputs,
-                               h_last, c_last, hts, zts, *block_bounds(blk, nb, n))
-    return outputs, h_last, c_last, (gates, h_prev, c_prev, tanh_c, bounds, w, u)
-
-
-@njit(cache=True)
-def _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, c_prev, tanh_c, w, dz,
-                        dh, dc, dx2, dzts, dhts, i0, i1):
-    n, steps, g4 = gates.shape
-    units = u.shape[0]
-    if i1 <= i0:
-        return
-    dh3 = dh.reshape(dh.shape[0], 1, dh.shape[1])  # (N, 1, U): the 3-D form _step_product takes
-    _copy_rows(d_h_last, dh, i0, i1)
-    _copy_rows(d_c_last, dc, i0, i1)
-    masked = mask.shape[0] > 0
-    have_dout = d_outputs.shape[0] > 0
-    for s in range(steps - 1, -1, -1):
-        t = _time_of(s, steps, reverse)
-        for i in range(i0, i1):
-            dzr = dz[i, t]
-            if masked and mask[i, t] == 0:
-                _zero(dzr)
-                continue
-            dhr = dh[i]
-            if have_dout:
-                dor = d_outputs[i, s]
-                for j in range(units):
-                    dhr[j] += dor[j]
-            _lstm_cell_backward(gates[i, t], dzr, c_prev[i, t], tanh_c[i, t], dhr, dc[i])
-        _step_product(dz, t, u, u, True, dh3, 0, True, dzts, dhts, i0, i1)
-    if dx2.shape[0] > 0:
-        gemm(dz.reshape(n * steps, g4)[i0 * steps:i1 * steps], w, dx2[i0 * steps:i1 * steps], False, True)
-
-
-@njit(cache=True, parallel=True)
-def lstm_backward(d_outputs, d_h_last, d_c_last, x, w, u, mask, reverse, cache, dw, du, db,
-                  need_dx, need_dparams, nblocks):
-    """Backward of ``lstm_forward``.
-
-    d_outputs (N, T, U) or (0, 0, 0), d_h_last, d_c_last (N, U); x, w, u, mask, reverse as given
-    to the forward, cache as it returned.  Accumulates into dw (F, 4U), du (U, 4U), db (4U,) (or
-    (0,)) when need_dparams.  Returns (dx (N, T, F) or (0, T, F), dh0 (N, U), dc0 (N, U)).
-    """
-    gates, h_prev, c_prev, tanh_c, bounds, wg, ug = cache
-    n, steps, f = x.shape
-    units = u.shape[0]
-    dtype = x.dtype
-    dz = np.empty((n, steps, 4 * units), dtype=dtype)
-    dh = np.empty((n, units), dtype=dtype)
-    dc = np.empty((n, units), dtype=dtype)
-    dx = np.empty((n if need_dx else 0, steps, f), dtype=dtype)
-    dx2 = dx.reshape(dx.shape[0] * steps, f)
-    nparts = bounds.shape[0] - 1
-    if nparts > 1:
-        state = new_state(steps + 2, nparts)
-        x2 = x.reshape(n * steps, f)
-        for me in prange(nparts):
-            _lstm_backward_worker(me, state, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse,
-                                  gates, h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams)
-        return dx, dh, dc
-    dzts = np.empty((4 * units, n), dtype=dtype)
-    dhts = np.empty((units, n), dtype=dtype)
-    nb = max(1, min(n, nblocks))
-    if nb == 1:
-        _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, c_prev, tanh_c, w, dz,
-                            dh, dc, dx2, dzts, dhts, *block_bounds(0, 1, n))
-    else:
-        for blk in prange(nb):
-            _lstm_backward_rows(d_outputs, d_h_last, d_c_last, u, mask, reverse, gates, c_prev, tanh_c, w,
-                                dz, dh, dc, dx2, dzts, dhts, *block_bounds(blk, nb, n))
-    if need_dparams:
-        x2 = x.reshape(n * steps, f)
-        hp2 = h_prev.reshape(n * steps, units)
-        dz2 = dz.reshape(n * steps, 4 * units)
-        if nblocks <= 1:
-            _param_grads_part(x2, hp2, dz2, dw, du, db, np.int64(0), 1)
-        else:
-            for part in prange(nblocks):
-                _param_grads_part(x2, hp2, dz2, dw, du, db, np.int64(part), nblocks)
-    return dx, dh, dc
-
-
-# LSTM with its units split into groups, one part per thread.  Each step's product with u is
-# the whole batch times a group's columns of u (every thread packs only its share of u, for
-# all rows, instead of all of u for its share of rows), and each group then runs the gate
-# arithmetic of its units.  A step needs the whole state of the step before, so the steps are
-# stages of a staged loop (staged.py), one wait per step.  u, w and b are copied with their
-# columns in grouped order: group p (units a..b, k = b - a) has its i, f, g, o columns side by
-# side at 4a .. 4b, so its product is one GEMM; the gates cache keeps that order.
 
 @njit(cache=True)
 def _unit_groups(units, groups):
@@ -731,158 +533,357 @@ def _unit_groups(units, groups):
     return bounds
 
 
-@njit(cache=True)
-def _grouped_columns(a, bounds, ngates):
-    """A copy of a (K, ngates * U) with its columns in grouped order."""
-    units = bounds[bounds.shape[0] - 1]
-    out = np.empty_like(a)
-    for r in range(a.shape[0]):
-        src = a[r]
-        dst = out[r]
-        for p in range(bounds.shape[0] - 1):
-            g0 = bounds[p]
-            k = bounds[p + 1] - g0
-            for g in range(ngates):
-                d0 = ngates * g0 + g * k
-                s0 = g * units + g0
-                for j in range(k):
-                    dst[d0 + j] = src[s0 + j]
-    return out
+@njit(cache=True, error_model="numpy")
+def _lstm_cells(z, cp, cn, tc):
+    """Gate arithmetic of one group's step on flat blocks: z (4m,) holds the pre-activations
+    i, f, g, o (m each) and is overwritten with the activations; cp, cn, tc (m,): the cell
+    state entering the step, the one it produces and its tanh."""
+    m = cp.shape[0]
+    _sigmoid_inplace(z[:2 * m])
+    _tanh_inplace(z[2 * m:3 * m])
+    _sigmoid_inplace(z[3 * m:])
+    zi = z[:m]
+    zf = z[m:2 * m]
+    zg = z[2 * m:3 * m]
+    for j in range(m):
+        cn[j] = zf[j] * cp[j] + zi[j] * zg[j]
+    _tanh_into(cn, tc)
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_cells_backward(z, cp, tc, dh, dc, dz):
+    """Backward of ``_lstm_cells`` on flat blocks: from the gradients of h (dh, zeroed after
+    use) and of the cell state (dc), the pre-activation gradients dz (4m,), and dc becomes the
+    gradient of the cell state entering the step."""
+    m = cp.shape[0]
+    one = z.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
+    zi = z[:m]
+    zf = z[m:2 * m]
+    zg = z[2 * m:3 * m]
+    zo = z[3 * m:]
+    dzi = dz[:m]
+    dzf = dz[m:2 * m]
+    dzg = dz[2 * m:3 * m]
+    dzo = dz[3 * m:]
+    for j in range(m):
+        og = zo[j]
+        th = tc[j]
+        dzo[j] = dh[j] * th * og * (one - og)
+        dc[j] += dh[j] * og * (one - th * th)
+    for j in range(m):
+        dzi[j] = dc[j] * zg[j] * zi[j] * (one - zi[j])
+    for j in range(m):
+        dzf[j] = dc[j] * cp[j] * zf[j] * (one - zf[j])
+    for j in range(m):
+        dzg[j] = dc[j] * zi[j] * (one - zg[j] * zg[j])
+    for j in range(m):
+        dc[j] *= zf[j]
+        dh[j] = 0.0
 
 
 @njit(cache=True)
-def _copy_vec(src, dst):
-    for j in range(src.shape[0]):
-        dst[j] = src[j]
+def _step_has_mask(mask, t):
+    if mask.shape[0] == 0:
+        return False
+    for i in range(mask.shape[0]):
+        if mask[i, t] == 0:
+            return True
+    return False
 
 
 @njit(cache=True)
-def _lstm_forward_part(stage, p, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c,
+def _lstm_forward_part(stage, p, bounds, x, w, u, b, h0, c0, mask, reverse, wu, xh, gates, cs, tanh_c,
                        outputs, h_last, c_last):
-    """Part p of a stage of the grouped forward: stage 0 projects the group's columns for every
-    step and places h0, c0; stage s + 1 runs processed step s for the group's units."""
-    n, steps, g4 = gates.shape
+    """Part p of a stage of the forward: stage 0 lays out the group's rows of wu, a share of
+    the inputs and the group's initial states; stage s + 1 runs step s for the group's units;
+    the last stage writes a block of rows of the outputs and final states."""
+    n, steps, f = x.shape
+    units = u.shape[0]
+    nparts = bounds.shape[0] - 1
+    hoff = xh.shape[0] - units
     a = bounds[p]
-    b = bounds[p + 1]
-    k0 = 4 * a
-    k1 = 4 * b
+    k = bounds[p + 1] - a
     if stage == 0:
-        z2 = gates.reshape(n * steps, g4)
-        gemm(x2, wg[:, k0:k1], z2[:, k0:k1])
-        if bg.shape[0] > 0:
-            bias = bg[k0:k1]
-            for r in range(n * steps):
-                zr = z2[r]
-                for j in range(k1 - k0):
-                    zr[k0 + j] += bias[j]
-        t = _time_of(0, steps, reverse)
-        for i in range(n):
-            _copy_vec(h0[i, a:b], h_prev[i, t, a:b])
-            _copy_vec(c0[i, a:b], c_prev[i, t, a:b])
+        for g in range(4):
+            for j in range(k):
+                col = g * units + a + j
+                row = wu[4 * a + g * k + j]
+                for r in range(f):
+                    row[r] = w[r, col]
+                if hoff > f:
+                    row[f] = b[col]
+                for r in range(units):
+                    row[hoff + r] = u[r, col]
+        f0, f1 = block_bounds(p, nparts, f)
+        for s in range(steps):
+            t = _time_of(s, steps, reverse)
+            for r in range(f0, f1):
+                for i in range(n):
+                    xh[r, s * n + i] = x[i, t, r]
+        if hoff > f and p == 0:
+            for c in range((steps + 1) * n):
+                xh[f, c] = 1.0
+        for j in range(k):
+            for i in range(n):
+                xh[hoff + a + j, i] = h0[i, a + j]
+                cs[0, a + j, i] = c0[i, a + j]
         return
-    s = stage - 1
-    t = _time_of(s, steps, reverse)
-    tn = t - 1 if reverse else t + 1
-    last = s == steps - 1
-    gemm(h_prev[:, t, :], ug[:, k0:k1], gates[:, t, k0:k1], False, False, 1.0, 1.0)
+    if stage <= steps:
+        s = stage - 1
+        r0 = 4 * a
+        r1 = 4 * (a + k)
+        gemm(wu[r0:r1], xh[:, s * n:(s + 1) * n], gates[s, r0:r1])
+        cp = cs[s, a:a + k].reshape(k * n)
+        cn = cs[s + 1, a:a + k].reshape(k * n)
+        tc = tanh_c[s, a:a + k].reshape(k * n)
+        z = gates[s, r0:r1].reshape(4 * k * n)
+        _lstm_cells(z, cp, cn, tc)
+        zo = z[3 * k * n:]
+        c_in = s * n
+        c_out = (s + 1) * n
+        for j in range(k):
+            row = xh[hoff + a + j]
+            for i in range(n):
+                row[c_out + i] = zo[j * n + i] * tc[j * n + i]
+        t = _time_of(s, steps, reverse)
+        if _step_has_mask(mask, t):
+            for i in range(n):
+                if mask[i, t] == 0:
+                    for j in range(k):
+                        row = xh[hoff + a + j]
+                        row[c_out + i] = row[c_in + i]
+                        cn[j * n + i] = cp[j * n + i]
+        return
+    i0, i1 = block_bounds(p, nparts, n)
     masked = mask.shape[0] > 0
-    for i in range(n):
-        hp = h_prev[i, t, a:b]
-        cp = c_prev[i, t, a:b]
-        hn = h_last[i, a:b] if last else h_prev[i, tn, a:b]
-        cn = c_last[i, a:b] if last else c_prev[i, tn, a:b]
-        out = outputs[i, s, a:b]
-        if masked and mask[i, t] == 0:
-            for j in range(b - a):
-                hn[j] = hp[j]
-                cn[j] = cp[j]
-                out[j] = 0.0
-            continue
-        _lstm_cell(gates[i, t, k0:k1], cp, cn, tanh_c[i, t, a:b], hn, out)
+    for s in range(steps):
+        t = _time_of(s, steps, reverse)
+        c0s = (s + 1) * n
+        for j0 in range(0, units, 16):
+            j1 = min(j0 + 16, units)
+            for i in range(i0, i1):
+                out = outputs[i, s]
+                if masked and mask[i, t] == 0:
+                    for j in range(j0, j1):
+                        out[j] = 0.0
+                else:
+                    for j in range(j0, j1):
+                        out[j] = xh[hoff + j, c0s + i]
+    for i in range(i0, i1):
+        for j in range(units):
+            h_last[i, j] = xh[hoff + j, steps * n + i]
+            c_last[i, j] = cs[steps, j, i]
 
 
 @njit(cache=True)
-def _lstm_forward_worker(me, state, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev, tanh_c,
+def _lstm_forward_worker(me, state, bounds, x, w, u, b, h0, c0, mask, reverse, wu, xh, gates, cs, tanh_c,
                          outputs, h_last, c_last):
     nparts = bounds.shape[0] - 1
-    for stage in range(gates.shape[1] + 1):
+    for stage in range(x.shape[1] + 2):
         for q in range(nparts):
             p = (me + q) % nparts
             if claim(state, stage, p, nparts):
-                _lstm_forward_part(stage, p, bounds, x2, wg, ug, bg, h0, c0, mask, reverse, gates, h_prev, c_prev,
-                                   tanh_c, outputs, h_last, c_last)
+                _lstm_forward_part(stage, p, bounds, x, w, u, b, h0, c0, mask, reverse, wu, xh, gates, cs, tanh_c,
+                                   outputs, h_last, c_last)
                 publish(state, stage, p, nparts)
         wait_stage(state, stage, nparts)
 
 
+@njit(cache=True, parallel=True)
+def lstm_forward(x, w, u, b, h0, c0, mask, reverse, nblocks, unit_groups):
+    """LSTM over a sequence, gate order i, f, g, o: z = x_t @ w + h_{t-1} @ u + b,
+    c_t = f * c_{t-1} + i * g, h_t = o * tanh(c_t).
+
+    x (N, T, F), w (F, 4U), u (U, 4U), b (4U,) or (0,), h0, c0 (N, U), mask (N, T) uint8 or
+    (0, 0), reverse: bool.  The units are split into max(nblocks, unit_groups) groups (at most
+    U), one part per thread; one group runs serial code that never enters prange.  Returns
+    (outputs (N, T, U), h_last (N, U), c_last (N, U), cache).
+    """
+    n, steps, f = x.shape
+    units = u.shape[0]
+    dtype = x.dtype
+    kk = f + (1 if b.shape[0] > 0 else 0) + units
+    outputs = np.empty((n, steps, units), dtype=dtype)
+    h_last = np.empty((n, units), dtype=dtype)
+    c_last = np.empty((n, units), dtype=dtype)
+    xh = np.empty((kk, (steps + 1) * n), dtype=dtype)
+    wu = np.empty((4 * units, kk), dtype=dtype)
+    gates = np.empty((steps, 4 * units, n), dtype=dtype)
+    cs = np.empty((steps + 1, units, n), dtype=dtype)
+    tanh_c = np.empty((steps, units, n), dtype=dtype)
+    bounds = _unit_groups(units, max(nblocks, unit_groups) if steps > 0 and n > 0 else 1)
+    nparts = bounds.shape[0] - 1
+    state = new_state(steps + 2, nparts)
+    if nparts == 1:
+        _lstm_forward_worker(0, state, bounds, x, w, u, b, h0, c0, mask, reverse, wu, xh, gates, cs, tanh_c,
+                             outputs, h_last, c_last)
+    else:
+        for me in prange(nparts):
+            _lstm_forward_worker(me, state, bounds, x, w, u, b, h0, c0, mask, reverse, wu, xh, gates, cs, tanh_c,
+                                 outputs, h_last, c_last)
+    return outputs, h_last, c_last, (gates, xh, cs, tanh_c, bounds)
+
+
 @njit(cache=True)
-def _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse, gates,
-                        h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams):
-    """Part p of a stage of the grouped backward: stage k < T runs processed step T-1-k for the
-    group's units (after adding the product of the step after it), stage T adds the product of
-    the first step into dh (dh0), stage T + 1 the parameter gradients of the group's columns
-    and a block of rows of dx."""
-    n, steps, g4 = gates.shape
-    units = ug.shape[0]
+def _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, w, u, ug, mask, reverse, gates, xh, cs,
+                        tanh_c, dz, dh, dc, scratch, partial, dwub, dw, du, db, dx, dh0, dc0, need_dparams):
+    """Part p of a stage of the backward: stage k < T runs processed step T-1-k for the
+    group's units (after adding its rows of the product of the step after it), stage T adds
+    that of the first step and writes the group's columns of dh0 and dc0, stage T + 1 a share
+    of the rows of the parameter gradients and of the steps of dx."""
+    steps, g4, n = gates.shape
+    units = u.shape[0]
+    nparts = bounds.shape[0] - 1
+    hoff = xh.shape[0] - units
+    f = w.shape[0]
     a = bounds[p]
-    b = bounds[p + 1]
-    k = b - a
-    k0 = 4 * a
-    k1 = 4 * b
+    k = bounds[p + 1] - a
+    m = k * n
     if stage == 0:
-        for i in range(n):
-            _copy_vec(d_h_last[i, a:b], dh[i, a:b])
-            _copy_vec(d_c_last[i, a:b], dc[i, a:b])
+        for j in range(k):
+            for i in range(n):
+                dh[a + j, i] = d_h_last[i, a + j]
+                dc[a + j, i] = d_c_last[i, a + j]
+        for r in range(units):
+            src = u[r]
+            dst = ug[r]
+            for g in range(4):
+                for j in range(k):
+                    dst[4 * a + g * k + j] = src[g * units + a + j]
+    elif stage <= steps:
+        _add_partials(partial[(stage - 1) % 2], dh, a, k)
     if stage < steps:
         s = steps - 1 - stage
         t = _time_of(s, steps, reverse)
-        if stage > 0:
-            gemm(dz[:, _time_of(s + 1, steps, reverse), :], ug[a:b, :], dh[:, a:b], False, True, 1.0, 1.0)
-        masked = mask.shape[0] > 0
-        have_dout = d_outputs.shape[0] > 0
-        for i in range(n):
-            dzr = dz[i, t, k0:k1]
-            if masked and mask[i, t] == 0:
-                _zero(dzr)
-                continue
-            dhr = dh[i, a:b]
-            if have_dout:
-                dor = d_outputs[i, s, a:b]
-                for j in range(k):
-                    dhr[j] += dor[j]
-            _lstm_cell_backward(gates[i, t, k0:k1], dzr, c_prev[i, t, a:b], tanh_c[i, t, a:b], dhr, dc[i, a:b])
+        has_mask = _step_has_mask(mask, t)
+        if d_outputs.shape[0] > 0:
+            for j in range(k):
+                for i in range(n):
+                    if not has_mask or mask[i, t] != 0:
+                        dh[a + j, i] += d_outputs[i, s, a + j]
+        z = gates[s, 4 * a:4 * (a + k)].reshape(4 * m)
+        cp = cs[s, a:a + k].reshape(m)
+        tc = tanh_c[s, a:a + k].reshape(m)
+        dhb = dh[a:a + k].reshape(m)
+        dcb = dc[a:a + k].reshape(m)
+        dzb = scratch[4 * a * n:4 * (a + k) * n]
+        if has_mask:
+            # Carry dh and dc through the masked columns, whose pre-activations get no gradient.
+            keep_h = np.empty(m, dtype=dhb.dtype)
+            keep_c = np.empty(m, dtype=dhb.dtype)
+            for e in range(m):
+                keep_h[e] = dhb[e]
+                keep_c[e] = dcb[e]
+            _lstm_cells_backward(z, cp, tc, dhb, dcb, dzb)
+            for i in range(n):
+                if mask[i, t] == 0:
+                    for j in range(k):
+                        e = j * n + i
+                        dhb[e] = keep_h[e]
+                        dcb[e] = keep_c[e]
+                        for g in range(4):
+                            dzb[g * m + e] = 0.0
+        else:
+            _lstm_cells_backward(z, cp, tc, dhb, dcb, dzb)
+        c0s = s * n
+        for g in range(4):
+            for j in range(k):
+                row = dz[g * units + a + j]
+                src = g * m + j * n
+                for i in range(n):
+                    row[c0s + i] = dzb[src + i]
+        # This group's share of dh entering the step, for every unit: the other parts add the
+        # rows of their units at the next stage.
+        gemm(ug[:, 4 * a:4 * (a + k)], dzb.reshape(4 * k, n), partial[stage % 2, p])
         return
     if stage == steps:
-        if steps > 0:
-            gemm(dz[:, _time_of(0, steps, reverse), :], ug[a:b, :], dh[:, a:b], False, True, 1.0, 1.0)
+        for i in range(n):
+            for j in range(k):
+                dh0[i, a + j] = dh[a + j, i]
+                dc0[i, a + j] = dc[a + j, i]
         return
-    dz2 = dz.reshape(n * steps, g4)
-    if need_dparams:
-        hp2 = h_prev.reshape(n * steps, units)
-        for g in range(4):
-            src = dz2[:, k0 + g * k:k0 + (g + 1) * k]
-            c0 = g * units + a
-            gemm(x2, src, dw[:, c0:c0 + k], True, False, 1.0, 1.0)
-            gemm(hp2, src, du[:, c0:c0 + k], True, False, 1.0, 1.0)
-            if db.shape[0] > 0:
-                _col_sums(src, db, np.int64(0), k, c0)
-    if dx2.shape[0] > 0:
-        r0, r1 = block_bounds(p, bounds.shape[0] - 1, n * steps)
-        gemm(dz2[r0:r1], wg, dx2[r0:r1], False, True)
+    cols = steps * n
+    if need_dparams and cols > 0:
+        # One GEMM per part, over a share of the rows of [w; b; u], then added where they belong.
+        r0, r1 = block_bounds(p, nparts, xh.shape[0])
+        gemm(xh[r0:r1, :cols], dz, dwub[r0:r1], False, True)
+        for r in range(r0, r1):
+            if r < f:
+                dst = dw[r]
+            elif r < hoff:
+                dst = db
+            else:
+                dst = du[r - hoff]
+            src = dwub[r]
+            for c in range(g4):
+                dst[c] += src[c]
+    if dx.shape[0] > 0:
+        s0, s1 = block_bounds(p, nparts, steps)
+        for s in range(s0, s1):
+            gemm(dz[:, s * n:(s + 1) * n], w, dx[:, _time_of(s, steps, reverse), :], True, True)
 
 
 @njit(cache=True)
-def _lstm_backward_worker(me, state, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse, gates,
-                          h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams):
+def _add_partials(partial, dh, a, k):
+    """dh[a:a+k] += the sum over parts of partial[q, a:a+k]."""
+    n = dh.shape[1]
+    for q in range(partial.shape[0]):
+        src = partial[q, a:a + k].reshape(k * n)
+        dst = dh[a:a + k].reshape(k * n)
+        for e in range(k * n):
+            dst[e] += src[e]
+
+
+@njit(cache=True)
+def _lstm_backward_worker(me, state, bounds, d_outputs, d_h_last, d_c_last, w, u, ug, mask, reverse, gates, xh, cs,
+                          tanh_c, dz, dh, dc, scratch, partial, dwub, dw, du, db, dx, dh0, dc0, need_dparams):
     nparts = bounds.shape[0] - 1
-    for stage in range(gates.shape[1] + 2):
+    for stage in range(gates.shape[0] + 2):
         for q in range(nparts):
             p = (me + q) % nparts
             if claim(state, stage, p, nparts):
-                _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, x2, wg, ug, mask, reverse,
-                                    gates, h_prev, c_prev, tanh_c, dz, dh, dc, dw, du, db, dx2, need_dparams)
+                _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, w, u, ug, mask, reverse, gates,
+                                    xh, cs, tanh_c, dz, dh, dc, scratch, partial, dwub, dw, du, db, dx, dh0, dc0,
+                                    need_dparams)
                 publish(state, stage, p, nparts)
         wait_stage(state, stage, nparts)
+
+
+@njit(cache=True, parallel=True)
+def lstm_backward(d_outputs, d_h_last, d_c_last, x, w, u, mask, reverse, cache, dw, du, db,
+                  need_dx, need_dparams, nblocks):
+    """Backward of ``lstm_forward``.
+
+    d_outputs (N, T, U) or (0, 0, 0), d_h_last, d_c_last (N, U); x, w, u, mask, reverse as given
+    to the forward, cache as it returned (which also fixes the split: ``nblocks`` is unused).
+    Accumulates into dw (F, 4U), du (U, 4U), db (4U,) (or (0,)) when need_dparams.  Returns
+    (dx (N, T, F) or (0, T, F), dh0 (N, U), dc0 (N, U)).
+    """
+    gates, xh, cs, tanh_c, bounds = cache
+    n, steps, f = x.shape
+    units = u.shape[0]
+    dtype = x.dtype
+    dz = np.empty((4 * units, steps * n), dtype=dtype)
+    dh = np.empty((units, n), dtype=dtype)
+    dc = np.empty((units, n), dtype=dtype)
+    scratch = np.empty(4 * units * n, dtype=dtype)
+    dh0 = np.empty((n, units), dtype=dtype)
+    dc0 = np.empty((n, units), dtype=dtype)
+    dx = np.empty((n if need_dx else 0, steps, f), dtype=dtype)
+    nparts = bounds.shape[0] - 1
+    ug = np.empty((units, 4 * units), dtype=dtype)
+    partial = np.empty((2, nparts, units, n), dtype=dtype)
+    dwub = np.empty((xh.shape[0] if need_dparams else 0, 4 * units), dtype=dtype)
+    state = new_state(steps + 2, nparts)
+    if nparts == 1:
+        _lstm_backward_worker(0, state, bounds, d_outputs, d_h_last, d_c_last, w, u, ug, mask, reverse, gates, xh,
+                              cs, tanh_c, dz, dh, dc, scratch, partial, dwub, dw, du, db, dx, dh0, dc0, need_dparams)
+    else:
+        for me in prange(nparts):
+            _lstm_backward_worker(me, state, bounds, d_outputs, d_h_last, d_c_last, w, u, ug, mask, reverse, gates,
+                                  xh, cs, tanh_c, dz, dh, dc, scratch, partial, dwub, dw, du, db, dx, dh0, dc0,
+                                  need_dparams)
+    return dx, dh0, dc0
 
 
 # ----------------------------------------------------------------------------------------

@@ -284,23 +284,23 @@ class LSTM(_Recurrent):
 
         return unit_forget_bias
 
-    # Split each step by groups of units (the whole batch per thread) when every group has at
-    # least this many: a step's product then packs only the group's columns of u per thread.
-    _MIN_GROUP_UNITS = 32
+    # The kernel splits each step by groups of units (the whole batch per thread): one group
+    # per thread when the sequence is worth it, each of at least this many units.
+    _MIN_GROUP_UNITS = 8
 
     def _run(self, x, states, mask, nblocks):
         w, u = self.params["kernel"], self.params["recurrent_kernel"]
         reverse = self.go_backwards
         n, steps, features = x.shape
         threads = runtime.blocks_for(n * steps * 4 * self.units * (features + self.units))
-        groups = threads if threads > 1 and self.units >= self._MIN_GROUP_UNITS * threads else 1
+        groups = max(1, min(threads, self.units // self._MIN_GROUP_UNITS))
         outputs, h_last, c_last, cache = K.lstm_forward(x, w, u, self._bias(x.dtype), states[0], states[1], mask,
-                                                        reverse, nblocks, groups)
+                                                        reverse, 1, groups)
 
         def run_backward(d_out, d_finals, need_dx):
             dw, du, db = self._grads(u.shape[1], x.dtype)
             dx, dh0, dc0 = K.lstm_backward(d_out, d_finals[0], d_finals[1], x, w, u, mask, reverse, cache, dw, du, db,
-                                           need_dx, self.trainable, nblocks)
+                                           need_dx, self.trainable, groups)
             return dx, [dh0, dc0]
 
         return outputs, [h_last, c_last], run_backward

@@ -353,8 +353,9 @@ def test_serial_and_parallel_paths_agree(cell):
             np.testing.assert_allclose(grads[k], results[0][2][k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
-# The LSTM split by groups of units (unit_groups > 1): the work of each step is shared out by
-# units, with a wait between steps; the gradients come out in the standard column order.
+# The LSTM split into groups of units (max(nblocks, unit_groups) > 1): the work of each step
+# is shared out by units, with a wait between steps; the gradients come out in the standard
+# column order.
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -388,8 +389,9 @@ def test_lstm_unit_groups_backward_finite_differences(reverse, mask_kind, bias):
 
 
 def test_lstm_unit_groups_agree_with_row_blocks_and_flags():
-    """Groups and row blocks give the same outputs and gradients (float64, to rounding), the
-    parameter gradients accumulate, and need_dx / need_dparams are honoured."""
+    """Every split of the units (two parts asked for through nblocks, or 2, 3 and 5 groups)
+    gives the same outputs and gradients (float64, to rounding), the parameter gradients
+    accumulate, and need_dx / need_dparams are honoured."""
     p = _problem("lstm", 33, 12, 9, 17, seed=14)
     mask = _mask(33, 12, "lengths")
     out_r, fin_r, cache_r = run_forward("lstm", p, mask, True, 2)
