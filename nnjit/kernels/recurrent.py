@@ -604,22 +604,24 @@ def _lstm_forward_part(stage, p, bounds, x, w, u, b, h0, c0, mask, reverse, wu, 
     a = bounds[p]
     k = bounds[p + 1] - a
     if stage == 0:
-        for g in range(4):
-            for j in range(k):
-                col = g * units + a + j
-                row = wu[4 * a + g * k + j]
-                for r in range(f):
-                    row[r] = w[r, col]
-                if hoff > f:
-                    row[f] = b[col]
-                for r in range(units):
-                    row[hoff + r] = u[r, col]
+        # Transposed copies read along rows: the few columns they write stay in cache.
+        for r in range(f + units):
+            src = w[r] if r < f else u[r - f]
+            c = r if r < f else hoff + r - f
+            for g in range(4):
+                for j in range(k):
+                    wu[4 * a + g * k + j, c] = src[g * units + a + j]
+        if hoff > f:
+            for g in range(4):
+                for j in range(k):
+                    wu[4 * a + g * k + j, f] = b[g * units + a + j]
         f0, f1 = block_bounds(p, nparts, f)
         for s in range(steps):
             t = _time_of(s, steps, reverse)
-            for r in range(f0, f1):
-                for i in range(n):
-                    xh[r, s * n + i] = x[i, t, r]
+            for i in range(n):
+                src = x[i, t]
+                for r in range(f0, f1):
+                    xh[r, s * n + i] = src[r]
         if hoff > f and p == 0:
             for c in range((steps + 1) * n):
                 xh[f, c] = 1.0
@@ -645,30 +647,23 @@ def _lstm_forward_part(stage, p, bounds, x, w, u, b, h0, c0, mask, reverse, wu, 
             row = xh[hoff + a + j]
             for i in range(n):
                 row[c_out + i] = zo[j * n + i] * tc[j * n + i]
+        # The group's columns of the step's outputs, read from the block while it is in cache.
+        for i in range(n):
+            out = outputs[i, s, a:a + k]
+            for j in range(k):
+                out[j] = zo[j * n + i] * tc[j * n + i]
         t = _time_of(s, steps, reverse)
         if _step_has_mask(mask, t):
             for i in range(n):
                 if mask[i, t] == 0:
+                    out = outputs[i, s, a:a + k]
                     for j in range(k):
                         row = xh[hoff + a + j]
                         row[c_out + i] = row[c_in + i]
                         cn[j * n + i] = cp[j * n + i]
+                        out[j] = 0.0
         return
     i0, i1 = block_bounds(p, nparts, n)
-    masked = mask.shape[0] > 0
-    for s in range(steps):
-        t = _time_of(s, steps, reverse)
-        c0s = (s + 1) * n
-        for j0 in range(0, units, 16):
-            j1 = min(j0 + 16, units)
-            for i in range(i0, i1):
-                out = outputs[i, s]
-                if masked and mask[i, t] == 0:
-                    for j in range(j0, j1):
-                        out[j] = 0.0
-                else:
-                    for j in range(j0, j1):
-                        out[j] = xh[hoff + j, c0s + i]
     for i in range(i0, i1):
         for j in range(units):
             h_last[i, j] = xh[hoff + j, steps * n + i]
