@@ -69,7 +69,7 @@ def worker_nnjit(threads, reps):
         for nb, groups in splits:
             if cell == "rnn":
                 def fwd():
-                    return R.simple_rnn_forward(x, w, u, b, h0, CODES["tanh"], no_mask, False, nb)[2]
+                    return R.simple_rnn_forward(x, w, u, b, h0, CODES["tanh"], no_mask, False, nb, groups)[2]
 
                 def bwd(cache):
                     R.simple_rnn_backward(d_out, dy, x, w, u, CODES["tanh"], no_mask, False, cache, dw, du, db,

@@ -11,12 +11,12 @@ uint8 array indexed by input time (a (0, 0) array for none): at a step with mask
 carried through unchanged and the output of the step is zero.  ``outputs[:, s]`` is the output
 of the s-th *processed* step, so with ``reverse`` outputs[:, 0] belongs to t = T-1, and
 ``outputs[:, -1]`` is the output of the last processed step (equal to ``h_last`` unless that
-step is masked).  Everything else the SimpleRNN and GRU kernels keep (gates, states) is indexed
-by input time t, so that its rows line up with the rows of x.
+step is masked).  Everything else the GRU kernels keep (gates, states) is indexed by input
+time t, so that its rows line up with the rows of x.
 
-Algorithm of SimpleRNN and GRU (the LSTM holds the batch as columns and splits the work by
-units instead: see its section below).  The input projection of all steps is one GEMM per row block, (rows*T, F) @ w + b,
-written into the gate buffer.  The recurrence is independent per sample, so the batch is split
+Algorithm of the GRU (the SimpleRNN and LSTM hold the batch as columns and split the work by
+units instead: see the LSTM section below).  The input projection of all steps is one GEMM per
+row block, (rows*T, F) @ w + b, written into the gate buffer.  The recurrence is independent per sample, so the batch is split
 into ``nblocks`` row blocks and each block runs the whole time loop on its own (no
 synchronisation between steps): per step one small GEMM h @ u (computed transposed, see
 _step_product) added into the step's gate rows, then the gate arithmetic on each row while it
@@ -41,10 +41,8 @@ returns an empty (0, T, F) dx.
 
 Caches (the last element returned by each forward; pass it unchanged to backward):
 
-- SimpleRNN: (y, z, h_prev).  y (N, T, U): the activation of each step's pre-activation;
-  z (N, T, U): the pre-activation when the activation's derivative needs it (gelu, swish),
-  else a (0, 0, 0) array (y then overwrote it in place); h_prev (N, T, U): the state entering
-  each step.
+- SimpleRNN: (xh, z, bounds), step-major with the batch as columns and indexed by processing
+  step (see its section).
 - LSTM: (gates, xh, cs, tanh_c, bounds), step-major with the batch as columns and indexed by
   processing step (see the LSTM section).
 - GRU: (gates, hn, h_prev).  gates (N, T, 3U): r, z, n after their activations; hn (N, T, U):
@@ -58,7 +56,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from .activations import GELU, LINEAR, SIGMOID, SWISH, TANH, activation_grad_rows, activation_rows, block_bounds
+from .activations import (GELU, LINEAR, RELU, SIGMOID, SOFTMAX, SWISH, TANH, activation_grad_rows,
+                          activation_rows, block_bounds)
 from .blas import GEMV_MAX_ROWS, gemm
 from .staged import claim, new_state, publish, wait_stage
 
@@ -251,19 +250,6 @@ def _col_sums(a, out, j0, j1, offset):
 
 
 @njit(cache=True)
-def _param_grads_part(x2, hp2, dz2, dw, du, db, part, nparts):
-    """Part ``part`` (an int64) of nparts of dw += X.T @ dZ, du += H_prev.T @ dZ,
-    db += sum(dZ): rows of dw and du and columns of db, so the parts write disjoint memory."""
-    k0, k1 = block_bounds(part, nparts, dw.shape[0])
-    gemm(x2[:, k0:k1], dz2, dw[k0:k1], True, False, 1.0, 1.0)
-    k0, k1 = block_bounds(part, nparts, du.shape[0])
-    gemm(hp2[:, k0:k1], dz2, du[k0:k1], True, False, 1.0, 1.0)
-    if db.shape[0] > 0:
-        j0, j1 = block_bounds(part, nparts, db.shape[0])
-        _col_sums(dz2, db, j0, j1, np.int64(0))
-
-
-@njit(cache=True)
 def _time_of(s, steps, reverse):
     return steps - 1 - s if reverse else s
 
@@ -332,123 +318,295 @@ def _zeros1(d0, like):
 # SimpleRNN
 
 
+# The SimpleRNN kernels hold the batch as columns, as the LSTM's do (see the LSTM section for
+# the layout of xh and wu): step s is one GEMM wu @ xh[:, s N:(s+1) N] giving the input
+# projection, the bias and the recurrent product at once, the activation runs over the
+# contiguous (units, N) block, and the units are split into groups, one part per thread, in a
+# staged loop.  A softmax state (a kernel-level option: the layer refuses it) needs every unit
+# of a column at once, so it runs as a single group.  The cache (xh, z, bounds): xh holds the
+# inputs and every state h (the output of step s is column block s + 1); z (T, U, N) the
+# pre-activations when the activation's derivative needs them (gelu, swish), else a
+# (0, 0, 0) array; bounds the groups' bounds.
+
+
 @njit(cache=True)
-def _rnn_forward_rows(x2, w, u, ut, b, h0, code, mask, reverse, z, y, h_prev, outputs, h_last, hts, zts, i0, i1):
-    n, steps, units = z.shape
-    if i1 <= i0:
-        return
-    _project_rows(x2, w, b, z.reshape(n * steps, units), i0 * steps, i1 * steps)
-    if steps == 0:
-        _copy_rows(h0, h_last, i0, i1)
-        return
-    t = _time_of(0, steps, reverse)
-    _copy_rows_to_step(h0, h_prev, t, i0, i1)
-    masked = mask.shape[0] > 0
+def _rnn_lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh):
+    """Stage 0 of the forward for part p: the group's rows of wu, a share of the input rows of
+    xh and the group's rows of the initial state."""
+    n, steps, f = x.shape
+    units = u.shape[0]
+    nparts = bounds.shape[0] - 1
+    hoff = xh.shape[0] - units
+    a = bounds[p]
+    k = bounds[p + 1] - a
+    for r in range(f + units):
+        src = w[r] if r < f else u[r - f]
+        c = r if r < f else hoff + r - f
+        for j in range(k):
+            wu[a + j, c] = src[a + j]
+    if hoff > f:
+        for j in range(k):
+            wu[a + j, f] = b[a + j]
+    f0, f1 = block_bounds(p, nparts, f)
     for s in range(steps):
         t = _time_of(s, steps, reverse)
-        tn = t - 1 if reverse else t + 1
-        last = s == steps - 1
-        _step_product(h_prev, t, u, ut, False, z, t, True, hts, zts, i0, i1)
-        if code == TANH or code == SIGMOID:  # y is z: in place, vectorized
-            for i in range(i0, i1):
-                if code == TANH:
-                    _tanh_inplace(z[i, t])
-                else:
-                    _sigmoid_inplace(z[i, t])
-        elif code != LINEAR:  # linear: y is z, nothing to do
-            activation_rows(z[i0:i1, t], y[i0:i1, t], code, 0, i1 - i0)
-        for i in range(i0, i1):
-            hn = h_last[i] if last else h_prev[i, tn]
-            out = outputs[i, s]
-            if masked and mask[i, t] == 0:
-                hp = h_prev[i, t]
-                for j in range(units):
-                    hn[j] = hp[j]
-                    out[j] = 0.0
-            else:
-                yr = y[i, t]
-                for j in range(units):
-                    hn[j] = yr[j]
-                    out[j] = yr[j]
+        for i in range(n):
+            src = x[i, t]
+            for r in range(f0, f1):
+                xh[r, s * n + i] = src[r]
+    if hoff > f and p == 0:
+        for c in range((steps + 1) * n):
+            xh[f, c] = 1.0
+    for j in range(k):
+        for i in range(n):
+            xh[hoff + a + j, i] = h0[i, a + j]
+
+
+@njit(cache=True, error_model="numpy")
+def _rnn_activate(code, zb, yb):
+    """yb = act(zb) for a group's (k, N) block of a step (yb a view into xh); zb may be
+    overwritten unless the derivative needs it (gelu, swish)."""
+    k, n = zb.shape
+    if code == TANH or code == SIGMOID or code == RELU or code == LINEAR:
+        flat = zb.reshape(k * n)
+        if code == TANH:
+            _tanh_inplace(flat)
+        elif code == SIGMOID:
+            _sigmoid_inplace(flat)
+        elif code == RELU:
+            for e in range(k * n):
+                v = flat[e]
+                flat[e] = 0.0 if v <= 0 else v  # NaN stays NaN
+        for j in range(k):
+            src = zb[j]
+            dst = yb[j]
+            for i in range(n):
+                dst[i] = src[i]
+        return
+    # Other activations (and softmax, over the units of a sample) on rows of samples.
+    zt = np.empty((n, k), dtype=zb.dtype)
+    for j in range(k):
+        for i in range(n):
+            zt[i, j] = zb[j, i]
+    yt = np.empty((n, k), dtype=zb.dtype)
+    activation_rows(zt, yt, code, 0, n)
+    for j in range(k):
+        for i in range(n):
+            yb[j, i] = yt[i, j]
+
+
+@njit(cache=True)
+def _rnn_forward_part(stage, p, bounds, x, w, u, b, h0, code, mask, reverse, wu, xh, z, outputs, h_last):
+    n, steps, f = x.shape
+    units = u.shape[0]
+    nparts = bounds.shape[0] - 1
+    hoff = xh.shape[0] - units
+    a = bounds[p]
+    k = bounds[p + 1] - a
+    if stage == 0:
+        _rnn_lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh)
+        return
+    if stage <= steps:
+        s = stage - 1
+        c_in = s * n
+        c_out = (s + 1) * n
+        zb = z[s, a:a + k]
+        gemm(wu[a:a + k], xh[:, c_in:c_out], zb)
+        yb = xh[hoff + a:hoff + a + k, c_out:c_out + n]
+        _rnn_activate(code, zb, yb)
+        for i in range(n):
+            out = outputs[i, s, a:a + k]
+            for j in range(k):
+                out[j] = yb[j, i]
+        t = _time_of(s, steps, reverse)
+        if _step_has_mask(mask, t):
+            for i in range(n):
+                if mask[i, t] == 0:
+                    out = outputs[i, s, a:a + k]
+                    for j in range(k):
+                        row = xh[hoff + a + j]
+                        row[c_out + i] = row[c_in + i]
+                        out[j] = 0.0
+        return
+    i0, i1 = block_bounds(p, nparts, n)
+    for i in range(i0, i1):
+        for j in range(units):
+            h_last[i, j] = xh[hoff + j, steps * n + i]
+
+
+@njit(cache=True)
+def _rnn_forward_worker(me, state, bounds, x, w, u, b, h0, code, mask, reverse, wu, xh, z, outputs, h_last):
+    nparts = bounds.shape[0] - 1
+    for stage in range(x.shape[1] + 2):
+        for q in range(nparts):
+            p = (me + q) % nparts
+            if claim(state, stage, p, nparts):
+                _rnn_forward_part(stage, p, bounds, x, w, u, b, h0, code, mask, reverse, wu, xh, z, outputs, h_last)
+                publish(state, stage, p, nparts)
+        wait_stage(state, stage, nparts)
 
 
 @njit(cache=True, parallel=True)
-def simple_rnn_forward(x, w, u, b, h0, code, mask, reverse, nblocks):
+def simple_rnn_forward(x, w, u, b, h0, code, mask, reverse, nblocks, unit_groups):
     """SimpleRNN over a sequence: h_t = act(x_t @ w + b + h_{t-1} @ u).
 
     x (N, T, F), w (F, U), u (U, U), b (U,) or (0,), h0 (N, U), code: activation code,
-    mask (N, T) uint8 or (0, 0), reverse: bool.  Returns (outputs (N, T, U), h_last (N, U),
-    cache); see the module docstring for the cache and the conventions.
+    mask (N, T) uint8 or (0, 0), reverse: bool.  The units are split into
+    max(nblocks, unit_groups) groups (at most U; one for softmax), one part per thread; one
+    group runs serial code that never enters prange.  Returns (outputs (N, T, U),
+    h_last (N, U), cache); see the module docstring for the conventions.
     """
     n, steps, f = x.shape
     units = u.shape[0]
     dtype = x.dtype
-    keep_z = code == GELU or code == SWISH
-    z = np.empty((n, steps, units), dtype=dtype)
-    y = np.empty((n, steps, units), dtype=dtype) if keep_z else z
-    h_prev = np.empty((n, steps, units), dtype=dtype)
+    kk = f + (1 if b.shape[0] > 0 else 0) + units
     outputs = np.empty((n, steps, units), dtype=dtype)
     h_last = np.empty((n, units), dtype=dtype)
-    x2 = x.reshape(n * steps, f)
-    ut = _transposed(u)
-    hts = np.empty((units, n), dtype=dtype)
-    zts = np.empty((units, n), dtype=dtype)
-    nb = max(1, min(n, nblocks))
-    if nb == 1:
-        _rnn_forward_rows(x2, w, u, ut, b, h0, code, mask, reverse, z, y, h_prev, outputs, h_last, hts, zts,
-                          *block_bounds(0, 1, n))
+    xh = np.empty((kk, (steps + 1) * n), dtype=dtype)
+    wu = np.empty((units, kk), dtype=dtype)
+    z = np.empty((steps, units, n), dtype=dtype)
+    single = steps == 0 or n == 0 or code == SOFTMAX
+    bounds = _unit_groups(units, 1 if single else max(nblocks, unit_groups))
+    nparts = bounds.shape[0] - 1
+    state = new_state(steps + 2, nparts)
+    if nparts == 1:
+        _rnn_forward_worker(0, state, bounds, x, w, u, b, h0, code, mask, reverse, wu, xh, z, outputs, h_last)
     else:
-        for blk in prange(nb):
-            _rnn_forward_rows(x2, w, u, ut, b, h0, code, mask, reverse, z, y, h_prev, outputs, h_last, hts, zts,
-                              *block_bounds(blk, nb, n))
-    if not keep_z:
+        for me in prange(nparts):
+            _rnn_forward_worker(me, state, bounds, x, w, u, b, h0, code, mask, reverse, wu, xh, z, outputs, h_last)
+    if not (code == GELU or code == SWISH):
         z = np.empty((0, 0, 0), dtype=dtype)
-    return outputs, h_last, (y, z, h_prev)
+    return outputs, h_last, (xh, z, bounds)
+
+
+@njit(cache=True, error_model="numpy")
+def _rnn_step_grad(code, dhb, yb, zb, dzb):
+    """dzb = dhb * act'(...) for a group's (k, N) block of a step (yb a view into xh, zb the
+    pre-activations or an unused block)."""
+    k, n = dhb.shape
+    one = dhb.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
+    if code == TANH or code == SIGMOID or code == RELU or code == LINEAR:
+        for j in range(k):
+            dh = dhb[j]
+            y = yb[j]
+            dz = dzb[j]
+            if code == TANH:
+                for i in range(n):
+                    dz[i] = dh[i] * (one - y[i] * y[i])
+            elif code == SIGMOID:
+                for i in range(n):
+                    dz[i] = dh[i] * y[i] * (one - y[i])
+            elif code == RELU:
+                for i in range(n):
+                    dz[i] = dh[i] if y[i] > 0 else 0.0
+            else:
+                for i in range(n):
+                    dz[i] = dh[i]
+        return
+    dyt = np.empty((n, k), dtype=dhb.dtype)
+    yt = np.empty((n, k), dtype=dhb.dtype)
+    zt = np.empty((n, k), dtype=dhb.dtype)
+    dzt = np.empty((n, k), dtype=dhb.dtype)
+    for j in range(k):
+        for i in range(n):
+            dyt[i, j] = dhb[j, i]
+            yt[i, j] = yb[j, i]
+            zt[i, j] = zb[j, i]
+    activation_grad_rows(dyt, yt, zt, code, dzt, 0, n)
+    for j in range(k):
+        for i in range(n):
+            dzb[j, i] = dzt[i, j]
 
 
 @njit(cache=True)
-def _rnn_backward_rows(d_outputs, d_h_last, u, code, mask, reverse, y, zs, w, dz, dh, dx2, dzts, dhts, i0, i1):
-    n, steps, units = y.shape
-    one = y.dtype.type(1.0)  # a literal 1.0 would widen float32 loops to float64
-    if i1 <= i0:
-        return
-    dh3 = dh.reshape(dh.shape[0], 1, dh.shape[1])  # (N, 1, U): the 3-D form _step_product takes
-    _copy_rows(d_h_last, dh, i0, i1)
-    masked = mask.shape[0] > 0
-    have_dout = d_outputs.shape[0] > 0
-    own = code == TANH or code == SIGMOID or code == LINEAR
-    for s in range(steps - 1, -1, -1):
+def _rnn_backward_part(stage, p, bounds, d_outputs, d_h_last, w, u, code, mask, reverse, xh, z, dz, dh, partial,
+                       dwub, dw, du, db, dx, dh0, need_dparams, steps):
+    """Part p of a stage of the backward: stage k < T runs processed step T-1-k for the
+    group's units (after adding its rows of the product of the step after it), stage T adds
+    that of the first step and writes the group's columns of dh0, stage T + 1 a share of the
+    rows of the parameter gradients and of the steps of dx."""
+    units = u.shape[0]
+    n = dh.shape[1]
+    nparts = bounds.shape[0] - 1
+    hoff = xh.shape[0] - units
+    f = w.shape[0]
+    a = bounds[p]
+    k = bounds[p + 1] - a
+    if stage == 0:
+        for j in range(k):
+            for i in range(n):
+                dh[a + j, i] = d_h_last[i, a + j]
+    elif stage <= steps:
+        _add_partials(partial[(stage - 1) % 2], dh, a, k)
+    if stage < steps:
+        s = steps - 1 - stage
         t = _time_of(s, steps, reverse)
-        if have_dout:
-            for i in range(i0, i1):
-                if not (masked and mask[i, t] == 0):
-                    dhr = dh[i]
-                    dor = d_outputs[i, s]
-                    for j in range(units):
-                        dhr[j] += dor[j]
-        if not own:
-            activation_grad_rows(dh[i0:i1], y[i0:i1, t], zs[i0:i1, t], code, dz[i0:i1, t], 0, i1 - i0)
-        for i in range(i0, i1):
-            dzr = dz[i, t]
-            dhr = dh[i]
-            if masked and mask[i, t] == 0:
-                # The state went through unchanged: its gradient passes straight back.
-                _zero(dzr)
-                continue
-            yr = y[i, t]
-            if code == TANH:
-                for j in range(units):
-                    dzr[j] = dhr[j] * (one - yr[j] * yr[j])
-            elif code == SIGMOID:
-                for j in range(units):
-                    dzr[j] = dhr[j] * yr[j] * (one - yr[j])
-            elif code == LINEAR:
-                for j in range(units):
-                    dzr[j] = dhr[j]
-            _zero(dhr)
-        _step_product(dz, t, u, u, True, dh3, 0, True, dzts, dhts, i0, i1)
-    if dx2.shape[0] > 0:
-        gemm(dz.reshape(n * steps, units)[i0 * steps:i1 * steps], w, dx2[i0 * steps:i1 * steps], False, True)
+        has_mask = _step_has_mask(mask, t)
+        if d_outputs.shape[0] > 0:
+            for j in range(k):
+                for i in range(n):
+                    if not has_mask or mask[i, t] != 0:
+                        dh[a + j, i] += d_outputs[i, s, a + j]
+        c0s = s * n
+        dhb = dh[a:a + k]
+        dzb = dz[a:a + k, c0s:c0s + n]
+        yb = xh[hoff + a:hoff + a + k, c0s + n:c0s + 2 * n]
+        zb = z[s, a:a + k] if z.shape[0] > 0 else yb
+        _rnn_step_grad(code, dhb, yb, zb, dzb)
+        for j in range(k):
+            dhr = dhb[j]
+            dzr = dzb[j]
+            if has_mask:
+                # Masked columns carry dh through; their pre-activations get no gradient.
+                for i in range(n):
+                    if mask[i, t] == 0:
+                        dzr[i] = 0.0
+                    else:
+                        dhr[i] = 0.0
+            else:
+                for i in range(n):
+                    dhr[i] = 0.0
+        # This group's share of dh entering the step, for every unit: the other parts add the
+        # rows of their units at the next stage.
+        gemm(u[:, a:a + k], dzb, partial[stage % 2, p])
+        return
+    if stage == steps:
+        for i in range(n):
+            for j in range(k):
+                dh0[i, a + j] = dh[a + j, i]
+        return
+    cols = steps * n
+    if need_dparams and cols > 0:
+        r0, r1 = block_bounds(p, nparts, xh.shape[0])
+        gemm(xh[r0:r1, :cols], dz, dwub[r0:r1], False, True)
+        for r in range(r0, r1):
+            if r < f:
+                dst = dw[r]
+            elif r < hoff:
+                dst = db
+            else:
+                dst = du[r - hoff]
+            src = dwub[r]
+            for c in range(units):
+                dst[c] += src[c]
+    if dx.shape[0] > 0:
+        s0, s1 = block_bounds(p, nparts, steps)
+        for s in range(s0, s1):
+            gemm(dz[:, s * n:(s + 1) * n], w, dx[:, _time_of(s, steps, reverse), :], True, True)
+
+
+@njit(cache=True)
+def _rnn_backward_worker(me, state, bounds, d_outputs, d_h_last, w, u, code, mask, reverse, xh, z, dz, dh, partial,
+                         dwub, dw, du, db, dx, dh0, need_dparams, steps):
+    nparts = bounds.shape[0] - 1
+    for stage in range(steps + 2):
+        for q in range(nparts):
+            p = (me + q) % nparts
+            if claim(state, stage, p, nparts):
+                _rnn_backward_part(stage, p, bounds, d_outputs, d_h_last, w, u, code, mask, reverse, xh, z, dz, dh,
+                                   partial, dwub, dw, du, db, dx, dh0, need_dparams, steps)
+                publish(state, stage, p, nparts)
+        wait_stage(state, stage, nparts)
 
 
 @njit(cache=True, parallel=True)
@@ -457,38 +615,30 @@ def simple_rnn_backward(d_outputs, d_h_last, x, w, u, code, mask, reverse, cache
     """Backward of ``simple_rnn_forward``.
 
     d_outputs (N, T, U) or (0, 0, 0), d_h_last (N, U); x, w, u, code, mask, reverse as given to
-    the forward, cache as it returned.  Accumulates into dw (F, U), du (U, U), db (U,) (a (0,)
-    array for no bias) when need_dparams.  Returns (dx (N, T, F) or (0, T, F), dh0 (N, U)).
+    the forward, cache as it returned (which also fixes the split: ``nblocks`` is unused).
+    Accumulates into dw (F, U), du (U, U), db (U,) (a (0,) array for no bias) when
+    need_dparams.  Returns (dx (N, T, F) or (0, T, F), dh0 (N, U)).
     """
-    y, z, h_prev = cache
+    xh, z, bounds = cache
     n, steps, f = x.shape
     units = u.shape[0]
     dtype = x.dtype
-    zs = z if z.shape[0] > 0 else y
-    dz = np.empty((n, steps, units), dtype=dtype)
-    dh = np.empty((n, units), dtype=dtype)
+    dz = np.empty((units, steps * n), dtype=dtype)
+    dh = np.empty((units, n), dtype=dtype)
+    dh0 = np.empty((n, units), dtype=dtype)
     dx = np.empty((n if need_dx else 0, steps, f), dtype=dtype)
-    dx2 = dx.reshape(dx.shape[0] * steps, f)
-    dzts = np.empty((units, n), dtype=dtype)
-    dhts = np.empty((units, n), dtype=dtype)
-    nb = max(1, min(n, nblocks))
-    if nb == 1:
-        _rnn_backward_rows(d_outputs, d_h_last, u, code, mask, reverse, y, zs, w, dz, dh, dx2, dzts, dhts,
-                           *block_bounds(0, 1, n))
+    nparts = bounds.shape[0] - 1
+    partial = np.empty((2, nparts, units, n), dtype=dtype)
+    dwub = np.empty((xh.shape[0] if need_dparams else 0, units), dtype=dtype)
+    state = new_state(steps + 2, nparts)
+    if nparts == 1:
+        _rnn_backward_worker(0, state, bounds, d_outputs, d_h_last, w, u, code, mask, reverse, xh, z, dz, dh, partial,
+                             dwub, dw, du, db, dx, dh0, need_dparams, steps)
     else:
-        for blk in prange(nb):
-            _rnn_backward_rows(d_outputs, d_h_last, u, code, mask, reverse, y, zs, w, dz, dh, dx2, dzts, dhts,
-                               *block_bounds(blk, nb, n))
-    if need_dparams:
-        x2 = x.reshape(n * steps, f)
-        hp2 = h_prev.reshape(n * steps, units)
-        dz2 = dz.reshape(n * steps, units)
-        if nblocks <= 1:
-            _param_grads_part(x2, hp2, dz2, dw, du, db, np.int64(0), 1)
-        else:
-            for part in prange(nblocks):
-                _param_grads_part(x2, hp2, dz2, dw, du, db, np.int64(part), nblocks)
-    return dx, dh
+        for me in prange(nparts):
+            _rnn_backward_worker(me, state, bounds, d_outputs, d_h_last, w, u, code, mask, reverse, xh, z, dz, dh,
+                                 partial, dwub, dw, du, db, dx, dh0, need_dparams, steps)
+    return dx, dh0
 
 
 # ----------------------------------------------------------------------------------------

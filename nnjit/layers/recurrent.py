@@ -195,6 +195,16 @@ class _Recurrent(Layer):
         work = n * steps * width * (features + self.units)
         return min(runtime.blocks_for(work), max(1, n // 8))
 
+    # The SimpleRNN and LSTM kernels split each step by groups of units (the whole batch per
+    # thread): one group per thread when the sequence is worth it, each of at least this many
+    # units.
+    _MIN_GROUP_UNITS = 8
+
+    def _unit_groups(self, x):
+        n, steps, features = x.shape
+        threads = runtime.blocks_for(n * steps * self._gates * self.units * (features + self.units))
+        return max(1, min(threads, self.units // self._MIN_GROUP_UNITS))
+
     def _grads(self, width, dtype):
         """Gradient buffers to accumulate into (dummies when the layer is frozen)."""
         if self.trainable:
@@ -245,13 +255,14 @@ class SimpleRNN(_Recurrent):
     def _run(self, x, states, mask, nblocks):
         w, u = self.params["kernel"], self.params["recurrent_kernel"]
         code, reverse = self._code, self.go_backwards
+        groups = self._unit_groups(x)
         outputs, h_last, cache = K.simple_rnn_forward(x, w, u, self._bias(x.dtype), states[0], code, mask, reverse,
-                                                      nblocks)
+                                                      1, groups)
 
         def run_backward(d_out, d_finals, need_dx):
             dw, du, db = self._grads(u.shape[1], x.dtype)
             dx, dh0 = K.simple_rnn_backward(d_out, d_finals[0], x, w, u, code, mask, reverse, cache, dw, du, db,
-                                            need_dx, self.trainable, nblocks)
+                                            need_dx, self.trainable, groups)
             return dx, [dh0]
 
         return outputs, [h_last], run_backward
@@ -284,16 +295,10 @@ class LSTM(_Recurrent):
 
         return unit_forget_bias
 
-    # The kernel splits each step by groups of units (the whole batch per thread): one group
-    # per thread when the sequence is worth it, each of at least this many units.
-    _MIN_GROUP_UNITS = 8
-
     def _run(self, x, states, mask, nblocks):
         w, u = self.params["kernel"], self.params["recurrent_kernel"]
         reverse = self.go_backwards
-        n, steps, features = x.shape
-        threads = runtime.blocks_for(n * steps * 4 * self.units * (features + self.units))
-        groups = max(1, min(threads, self.units // self._MIN_GROUP_UNITS))
+        groups = self._unit_groups(x)
         outputs, h_last, c_last, cache = K.lstm_forward(x, w, u, self._bias(x.dtype), states[0], states[1], mask,
                                                         reverse, 1, groups)
 

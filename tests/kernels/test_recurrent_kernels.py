@@ -115,7 +115,7 @@ def _problem(cell, n, steps, f, units, dtype=np.float64, seed=0, bias=True):
 def run_forward(cell, p, mask, reverse, nblocks, act="tanh", unit_groups=1):
     if cell == "rnn":
         out, h, cache = simple_rnn_forward(p["x"], p["w"], p["u"], p["b"], p["h0"], CODES[act], mask, reverse,
-                                           nblocks)
+                                           nblocks, unit_groups)
         return out, (h,), cache
     if cell == "lstm":
         out, h, c, cache = lstm_forward(p["x"], p["w"], p["u"], p["b"], p["h0"], p["c0"], mask, reverse, nblocks,
