@@ -330,9 +330,11 @@ def _zeros1(d0, like):
 
 
 @njit(cache=True)
-def _rnn_lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh):
-    """Stage 0 of the forward for part p: the group's rows of wu, a share of the input rows of
-    xh and the group's rows of the initial state."""
+def _lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh, ngates):
+    """Stage 0 of a batch-as-columns forward for part p: the group's rows of wu (its ngates
+    gate blocks of k rows side by side), a share of the input rows of xh, the row of ones and
+    the group's rows of the initial state.  Transposed copies read along rows: the few columns
+    they write stay in cache."""
     n, steps, f = x.shape
     units = u.shape[0]
     nparts = bounds.shape[0] - 1
@@ -342,11 +344,13 @@ def _rnn_lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh):
     for r in range(f + units):
         src = w[r] if r < f else u[r - f]
         c = r if r < f else hoff + r - f
-        for j in range(k):
-            wu[a + j, c] = src[a + j]
+        for g in range(ngates):
+            for j in range(k):
+                wu[ngates * a + g * k + j, c] = src[g * units + a + j]
     if hoff > f:
-        for j in range(k):
-            wu[a + j, f] = b[a + j]
+        for g in range(ngates):
+            for j in range(k):
+                wu[ngates * a + g * k + j, f] = b[g * units + a + j]
     f0, f1 = block_bounds(p, nparts, f)
     for s in range(steps):
         t = _time_of(s, steps, reverse)
@@ -404,7 +408,7 @@ def _rnn_forward_part(stage, p, bounds, x, w, u, b, h0, code, mask, reverse, wu,
     a = bounds[p]
     k = bounds[p + 1] - a
     if stage == 0:
-        _rnn_lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh)
+        _lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh, 1)
         return
     if stage <= steps:
         s = stage - 1
@@ -519,6 +523,32 @@ def _rnn_step_grad(code, dhb, yb, zb, dzb):
 
 
 @njit(cache=True)
+def _params_and_dx_part(p, nparts, xh, dz, dwub, dw, du, db, w, dx, f, hoff, n, steps, reverse, need_dparams):
+    """The last stage of a batch-as-columns backward for part p: dW = xh @ dZ.T as one GEMM
+    over a share of the rows of [w; b; u] (rows f..hoff are the bias), added where they
+    belong, and dx = dZ.T @ w.T for a share of the steps."""
+    cols = steps * n
+    if need_dparams and cols > 0:
+        r0, r1 = block_bounds(p, nparts, xh.shape[0])
+        gemm(xh[r0:r1, :cols], dz, dwub[r0:r1], False, True)
+        width = dwub.shape[1]
+        for r in range(r0, r1):
+            if r < f:
+                dst = dw[r]
+            elif r < hoff:
+                dst = db
+            else:
+                dst = du[r - hoff]
+            src = dwub[r]
+            for c in range(width):
+                dst[c] += src[c]
+    if dx.shape[0] > 0:
+        s0, s1 = block_bounds(p, nparts, steps)
+        for s in range(s0, s1):
+            gemm(dz[:, s * n:(s + 1) * n], w, dx[:, _time_of(s, steps, reverse), :], True, True)
+
+
+@njit(cache=True)
 def _rnn_backward_part(stage, p, bounds, d_outputs, d_h_last, w, u, code, mask, reverse, xh, z, dz, dh, partial,
                        dwub, dw, du, db, dx, dh0, need_dparams, steps):
     """Part p of a stage of the backward: stage k < T runs processed step T-1-k for the
@@ -575,24 +605,7 @@ def _rnn_backward_part(stage, p, bounds, d_outputs, d_h_last, w, u, code, mask, 
             for j in range(k):
                 dh0[i, a + j] = dh[a + j, i]
         return
-    cols = steps * n
-    if need_dparams and cols > 0:
-        r0, r1 = block_bounds(p, nparts, xh.shape[0])
-        gemm(xh[r0:r1, :cols], dz, dwub[r0:r1], False, True)
-        for r in range(r0, r1):
-            if r < f:
-                dst = dw[r]
-            elif r < hoff:
-                dst = db
-            else:
-                dst = du[r - hoff]
-            src = dwub[r]
-            for c in range(units):
-                dst[c] += src[c]
-    if dx.shape[0] > 0:
-        s0, s1 = block_bounds(p, nparts, steps)
-        for s in range(s0, s1):
-            gemm(dz[:, s * n:(s + 1) * n], w, dx[:, _time_of(s, steps, reverse), :], True, True)
+    _params_and_dx_part(p, nparts, xh, dz, dwub, dw, du, db, w, dx, f, hoff, n, steps, reverse, need_dparams)
 
 
 @njit(cache=True)
@@ -754,30 +767,9 @@ def _lstm_forward_part(stage, p, bounds, x, w, u, b, h0, c0, mask, reverse, wu, 
     a = bounds[p]
     k = bounds[p + 1] - a
     if stage == 0:
-        # Transposed copies read along rows: the few columns they write stay in cache.
-        for r in range(f + units):
-            src = w[r] if r < f else u[r - f]
-            c = r if r < f else hoff + r - f
-            for g in range(4):
-                for j in range(k):
-                    wu[4 * a + g * k + j, c] = src[g * units + a + j]
-        if hoff > f:
-            for g in range(4):
-                for j in range(k):
-                    wu[4 * a + g * k + j, f] = b[g * units + a + j]
-        f0, f1 = block_bounds(p, nparts, f)
-        for s in range(steps):
-            t = _time_of(s, steps, reverse)
-            for i in range(n):
-                src = x[i, t]
-                for r in range(f0, f1):
-                    xh[r, s * n + i] = src[r]
-        if hoff > f and p == 0:
-            for c in range((steps + 1) * n):
-                xh[f, c] = 1.0
+        _lay_out(p, bounds, x, w, u, b, h0, reverse, wu, xh, 4)
         for j in range(k):
             for i in range(n):
-                xh[hoff + a + j, i] = h0[i, a + j]
                 cs[0, a + j, i] = c0[i, a + j]
         return
     if stage <= steps:
@@ -876,7 +868,7 @@ def _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, w, u, u
     group's units (after adding its rows of the product of the step after it), stage T adds
     that of the first step and writes the group's columns of dh0 and dc0, stage T + 1 a share
     of the rows of the parameter gradients and of the steps of dx."""
-    steps, g4, n = gates.shape
+    steps, _, n = gates.shape
     units = u.shape[0]
     nparts = bounds.shape[0] - 1
     hoff = xh.shape[0] - units
@@ -947,25 +939,7 @@ def _lstm_backward_part(stage, p, bounds, d_outputs, d_h_last, d_c_last, w, u, u
                 dh0[i, a + j] = dh[a + j, i]
                 dc0[i, a + j] = dc[a + j, i]
         return
-    cols = steps * n
-    if need_dparams and cols > 0:
-        # One GEMM per part, over a share of the rows of [w; b; u], then added where they belong.
-        r0, r1 = block_bounds(p, nparts, xh.shape[0])
-        gemm(xh[r0:r1, :cols], dz, dwub[r0:r1], False, True)
-        for r in range(r0, r1):
-            if r < f:
-                dst = dw[r]
-            elif r < hoff:
-                dst = db
-            else:
-                dst = du[r - hoff]
-            src = dwub[r]
-            for c in range(g4):
-                dst[c] += src[c]
-    if dx.shape[0] > 0:
-        s0, s1 = block_bounds(p, nparts, steps)
-        for s in range(s0, s1):
-            gemm(dz[:, s * n:(s + 1) * n], w, dx[:, _time_of(s, steps, reverse), :], True, True)
+    _params_and_dx_part(p, nparts, xh, dz, dwub, dw, du, db, w, dx, f, hoff, n, steps, reverse, need_dparams)
 
 
 @njit(cache=True)
