@@ -116,11 +116,22 @@ def set_num_threads(n: int) -> None:
     if not 1 <= n <= limit:
         raise ValueError(f"set_num_threads: expected 1 <= n <= {limit}. Received: n={n}")
     numba.set_num_threads(int(n))
+    global _THREADS_EPOCH
+    _THREADS_EPOCH += 1
 
 
 def get_num_threads() -> int:
     """Number of threads nnjit's parallel kernels use."""
     return numba.get_num_threads()
+
+
+# Bumped by set_num_threads: what was planned for one thread count (block counts kept
+# with a workspace) is planned again.  Reading it costs far less than asking Numba.
+_THREADS_EPOCH = 0
+
+
+def threads_epoch() -> int:
+    return _THREADS_EPOCH
 
 
 # Below this much work (multiply-adds, or elements for elementwise kernels) a parallel

@@ -61,6 +61,8 @@ def check_feature_shape(x: np.ndarray, expected, argument="x", owner="model") ->
 
 
 def check_int(value, argument, owner, minimum):
+    if type(value) is int and value >= minimum:  # the common case, on every predict call
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{owner}: expected an integer for {argument}. Received: {argument}={value!r}")
     if value < minimum:
