@@ -8,6 +8,7 @@ import numpy as np
 from .. import regularizers as _regularizers
 from .. import runtime
 from ..kernels.activations import CODES, NAMES, activation_backward, activation_forward
+from ..kernels.blas import GEMV_MAX_ROWS
 from ..kernels.dense import dense_backward, dense_forward
 from .base import Layer, check_positive_int, check_rate, shape_str
 
@@ -98,7 +99,7 @@ class Dense(Layer):
         n = x2.shape[0]
         code = 0 if linear_output else self._code
         nblocks = runtime.blocks_for(n * w.size)
-        y, z = dense_forward(x2, w, b, code, nblocks)
+        y, z = dense_forward(x2, w, b, code, runtime.gemv_blocks(n * w.size) if n <= GEMV_MAX_ROWS else nblocks)
 
         def backward(dy, need_dx=True):
             dy2 = np.ascontiguousarray(dy.reshape(n, units), dtype=w.dtype)

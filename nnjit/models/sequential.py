@@ -27,7 +27,6 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # gradient: three products) and of inference, in the work units of runtime.blocks_for.
 _TRAIN_WORK = 3
 _INFER_WORK = 1
-_GEMV_SPLIT_MIN_MACS = 1 << 18
 
 
 def _loss_kernel_code(loss, fused):
@@ -197,12 +196,7 @@ class _DenseStack:
     def _blocks(self, rows):
         """(column blocks per layer, row blocks) of an inference call on ``rows`` rows."""
         macs = self.layout[:, mlp_kernels.FAN_IN] * self.layout[:, mlp_kernels.FAN_OUT]
-        # On a few rows a layer is one matrix-vector product per row, bound by reading the
-        # kernel from cache: splitting its columns across threads pays only from about
-        # 2**18 multiply-adds (one row, measured: 784x256 is as fast serial, 512x512
-        # gains 15 %, 1024x1024 40 %).
-        col_blocks = np.array([1 if rows * int(m) < _GEMV_SPLIT_MIN_MACS else runtime.blocks_for(rows * int(m))
-                               for m in macs], dtype=np.int64)
+        col_blocks = np.array([runtime.gemv_blocks(rows * int(m)) for m in macs], dtype=np.int64)
         return col_blocks, runtime.blocks_for(_INFER_WORK * rows * self.macs_per_row)
 
     def _take_workspace(self, rows):
