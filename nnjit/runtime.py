@@ -140,10 +140,10 @@ def threads_epoch() -> int:
 PARALLEL_MIN_WORK = 1 << 17
 
 
-def blocks_for(work: int) -> int:
+def blocks_for(work: int, min_work: int = PARALLEL_MIN_WORK) -> int:
     """How many blocks a kernel should split ``work`` into: 1 (serial path, no thread
-    launch) for small work, else one block per thread."""
-    return 1 if work < PARALLEL_MIN_WORK else numba.get_num_threads()
+    launch) below ``min_work``, else one block per thread."""
+    return 1 if work < min_work else numba.get_num_threads()
 
 
 # On a few rows (single samples) a dense layer is one matrix-vector product per row,

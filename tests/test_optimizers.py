@@ -17,7 +17,7 @@ STEPS = 6
 @pytest.fixture(params=[1, 2], ids=["serial", "parallel"])
 def nblocks(request, monkeypatch):
     """Force the serial path (1 block) or the parallel path (2 blocks) on small buffers."""
-    monkeypatch.setattr(runtime, "blocks_for", lambda work: request.param)
+    monkeypatch.setattr(runtime, "blocks_for", lambda work, *_: request.param)
     return request.param
 
 

@@ -11,7 +11,7 @@ DTYPES = [np.float32, np.float64]
 
 @pytest.fixture(params=[1, 2], ids=["serial", "parallel"])
 def nblocks(request, monkeypatch):
-    monkeypatch.setattr(runtime, "blocks_for", lambda work: request.param)
+    monkeypatch.setattr(runtime, "blocks_for", lambda work, *_: request.param)
     return request.param
 
 
