@@ -1,6 +1,7 @@
 """Measure run-to-run noise of the ratios, to derive the --check tolerance (perf/README.md).
 
-    python -m perf.noise [WORKLOAD ...] [--runs 4] [--json PATH] [--write-baseline PATH]
+    python -m perf.noise [WORKLOAD ...] [--runs 4] [--rounds N] [--json PATH] [--write-baseline PATH]
+                         [--keep-runs DIR]
 
 Runs ``nnjit bench`` (no start-up, no memory) ``--runs`` times, each a complete, independent run
 with fresh worker processes, and reports per workload the median ratio over the runs, the largest
@@ -13,6 +14,8 @@ unstable median).
     python -m perf.noise --from NOISE_JSON --write-baseline PATH
 
 re-derives the tolerances and the baseline from the ratios a previous run saved with --json.
+``--keep-runs DIR`` keeps every run's complete ``nnjit bench --json`` report as DIR/run-K.json
+(milliseconds, spreads and the dense-kernel figures of each run, not only the ratios).
 """
 from __future__ import annotations
 
@@ -44,7 +47,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf.noise")
     p.add_argument("workloads", nargs="*")
     p.add_argument("--runs", type=int, default=4)
+    p.add_argument("--rounds", type=int, help="alternating timed rounds per workload in each run "
+                                               "(default: nnjit bench's)")
     p.add_argument("--json", metavar="PATH")
+    p.add_argument("--keep-runs", metavar="DIR", help="keep each run's full report as DIR/run-K.json")
     p.add_argument("--write-baseline", metavar="PATH")
     p.add_argument("--from", dest="from_json", metavar="NOISE_JSON",
                    help="re-analyze the ratios saved by an earlier --json instead of running")
@@ -56,15 +62,26 @@ def main(argv=None) -> int:
         out["workloads"] = {wid: {**w, **suggest(w["ratios"])} for wid, w in old["workloads"].items()}
         out["dense_kernel"] = suggest(old["dense_kernel"]["ratios"]) if old.get("dense_kernel") else None
         return report(out, a)
+    if a.runs < 1:
+        p.error(f"--runs: expected a positive number of runs. Received: {a.runs}")
+    if a.rounds is not None and a.rounds < 1:
+        p.error(f"--rounds: expected a positive number of rounds. Received: {a.rounds}")
+    if a.keep_runs:
+        os.makedirs(a.keep_runs, exist_ok=True)
+    extra = ["--rounds", str(a.rounds)] if a.rounds is not None else []
     runs = []
     for i in range(a.runs):
-        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-            path = f.name
+        if a.keep_runs:
+            path = os.path.join(a.keep_runs, f"run-{i + 1}.json")
+        else:
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+                path = f.name
         print(f"--- run {i + 1}/{a.runs}", flush=True)
-        code = suite.main(list(a.workloads) + ["--no-startup", "--no-memory", "--json", path])
+        code = suite.main(list(a.workloads) + ["--no-startup", "--no-memory", "--json", path] + extra)
         with open(path) as f:
             runs.append(json.load(f))
-        os.unlink(path)
+        if not a.keep_runs:
+            os.unlink(path)
         if code != 0:
             print(f"run {i + 1} failed (exit {code})", file=sys.stderr)
             return code
