@@ -82,6 +82,16 @@ class _FlatParameters:
         self.size = total
         self.ranges = self.trainable_ranges()
         self.layout = [(layer.name, key, start, stop) for layer, key, start, stop, _, _ in self.entries]
+        self._copied = False
+
+    def __getstate__(self):
+        # A copy (copy.deepcopy, pickle) of a model copies the buffers and every layer's
+        # arrays separately: the copied arrays are no longer views of the copied buffers.
+        # Marked, the copy is never trusted; the model rebuilds its buffers from the layers
+        # (keeping the optimizer's state) on first use.
+        state = dict(self.__dict__)
+        state["_copied"] = True
+        return state
 
     def trainable_ranges(self):
         ranges = []
@@ -95,7 +105,10 @@ class _FlatParameters:
         return ranges
 
     def still_bound(self, layers) -> bool:
-        """True while every layer still uses the views (nobody replaced an array or added weights)."""
+        """True while every layer still uses the views (nobody replaced an array or added
+        weights, and this is not a copy)."""
+        if self._copied:
+            return False
         count = 0
         for layer in layers:
             count += len(layer.params)
