@@ -110,15 +110,6 @@ def activation_rows(z, y, code, i0, i1):
 
 
 @njit(cache=True)
-def activation_cols(y, code, j0, j1):
-    """In place y[:, j0:j1] = act(y[:, j0:j1]) for elementwise activations (not softmax)."""
-    if code == LINEAR or code == SOFTMAX:
-        return
-    block = y[:, j0:j1]
-    activation_rows(block, block, code, 0, block.shape[0])
-
-
-@njit(cache=True)
 def activation_grad_rows(dy, y, z, code, dz, i0, i1):
     """dz[i] = dy[i] * act'(...) for rows i0..i1; uses y, or z for codes in NEEDS_Z."""
     n = dy.shape[1]

@@ -9,13 +9,13 @@ which is what small layers need: a parallel launch costs more than their arithme
 import numpy as np
 from numba import njit, prange
 
-from .activations import GELU, LINEAR, SOFTMAX, SWISH, activation_cols, activation_grad_rows, activation_rows, block_bounds
+from .activations import GELU, LINEAR, SWISH, activation_grad_rows, activation_rows, block_bounds
 from .blas import GEMV_MAX_ROWS, gemm
 
 
 @njit(cache=True)
-def _dense_forward_rows(x, w, b, code, y, z, i0, i1):
-    gemm(x[i0:i1], w, y[i0:i1])
+def _bias_activation_rows(y, b, code, z, i0, i1):
+    """Rows i0..i1 of y = x @ w become act(y + b); z receives y + b when it has rows."""
     m = y.shape[1]
     if z.shape[0] > 0:
         if b.shape[0] > 0:
@@ -37,18 +37,30 @@ def _dense_forward_rows(x, w, b, code, y, z, i0, i1):
 
 
 @njit(cache=True)
-def _dense_forward_cols(x, w, b, code, y, z, j0, j1):
-    # A few rows (inference on single samples): the work is reading w, so threads split
-    # its columns instead of the batch.
-    gemm(x, w[:, j0:j1], y[:, j0:j1])
-    n = y.shape[0]
+def _dense_forward_rows(x, w, b, code, y, z, i0, i1):
+    gemm(x[i0:i1], w, y[i0:i1])
+    _bias_activation_rows(y, b, code, z, i0, i1)
+
+
+@njit(cache=True)
+def _partial_product(x, w, part, t, nb):
+    # A few rows (inference on single samples): the work is reading w, so each thread
+    # reads one contiguous block of w's rows (its share stays in that core's cache from
+    # call to call) and writes its partial product part[t] = x[:, k0:k1] @ w[k0:k1].
+    k0, k1 = block_bounds(t, nb, w.shape[0])
+    gemm(x[:, k0:k1], w[k0:k1], part[t])
+
+
+@njit(cache=True)
+def _sum_partials(part, b, code, y, z):
+    n, m = y.shape
     for i in range(n):
-        for j in range(j0, j1):
-            v = y[i, j] + (b[j] if b.shape[0] > 0 else 0.0)
-            if z.shape[0] > 0:
-                z[i, j] = v
-            y[i, j] = v
-    activation_cols(y, code, j0, j1)
+        for j in range(m):
+            s = part[0, i, j]
+            for t in range(1, part.shape[0]):
+                s += part[t, i, j]
+            y[i, j] = s
+    _bias_activation_rows(y, b, code, z, 0, n)
 
 
 @njit(cache=True, parallel=True)
@@ -65,9 +77,12 @@ def dense_forward(x, w, b, code, nblocks):
     keep_z = code == GELU or code == SWISH
     z = np.empty((n if keep_z else 0, m), dtype=x.dtype)
     nb = max(1, min(n, nblocks))
-    if n <= GEMV_MAX_ROWS and nblocks > 1 and code != SOFTMAX:
-        for t in prange(nblocks):
-            _dense_forward_cols(x, w, b, code, y, z, *block_bounds(t, nblocks, m))
+    if n <= GEMV_MAX_ROWS and nblocks > 1:
+        kb = max(1, min(x.shape[1], nblocks))
+        part = np.empty((kb, n, m), dtype=x.dtype)
+        for t in prange(kb):
+            _partial_product(x, w, part, t, kb)
+        _sum_partials(part, b, code, y, z)
     elif nb == 1:
         _dense_forward_rows(x, w, b, code, y, z, *block_bounds(0, 1, n))
     else:

@@ -53,9 +53,9 @@ import numpy as np
 from numba import njit, prange
 
 from . import losses as _losses
-from .activations import LINEAR, SOFTMAX, activation_grad_rows, block_bounds
+from .activations import LINEAR, activation_grad_rows, block_bounds
 from .blas import GEMV_MAX_ROWS, gemm
-from .dense import _dense_forward_cols, _dense_forward_rows
+from .dense import _dense_forward_rows, _partial_product, _sum_partials
 from .losses import (_ce_probs_dense_rows, _ce_probs_sparse_rows, _elementwise_chunk, _softmax_ce_dense_rows,
                      _softmax_ce_sparse_rows)
 
@@ -386,7 +386,7 @@ def _forward_block(x, params, layout, offs, work, out, i0, i1):
 
 
 @njit(cache=True, parallel=True)
-def mlp_forward(x, params, layout, work, out, col_blocks, nblocks):
+def mlp_forward(x, params, layout, work, out, k_blocks, nblocks):
     """Inference through a stack of dense layers in one call.
 
     x: (N, K0) C-contiguous; params, layout as for ``mlp_train_step`` (only the first
@@ -394,9 +394,9 @@ def mlp_forward(x, params, layout, work, out, col_blocks, nblocks):
     False)`` elements; out: (N, C), receives the output.
 
     More than GEMV_MAX_ROWS rows: the batch is split into ``nblocks`` row blocks, each
-    running the whole stack.  A few rows (single samples): each layer's output columns
-    are split into ``col_blocks[l]`` blocks across threads (1: serial), because then the
-    work is reading the kernels.
+    running the whole stack.  A few rows (single samples): each layer's kernel rows are
+    split into ``k_blocks[l]`` blocks across threads (1: serial), because then the work is
+    reading the kernels; the partial products are summed before bias and activation.
 
     Returns False, without computing anything, when x holds NaN or infinity.
     """
@@ -408,11 +408,12 @@ def mlp_forward(x, params, layout, work, out, col_blocks, nblocks):
         for l in range(layout.shape[0]):
             h_in, w, b, h_out, z = _layer(x, params, layout, offs, work, out, l)
             code = layout[l, ACTIVATION]
-            cb = col_blocks[l]
-            if cb > 1 and code != SOFTMAX:
-                m = w.shape[1]
-                for t in prange(cb):
-                    _dense_forward_cols(h_in, w, b, code, h_out, z, *block_bounds(t, cb, m))
+            kb = min(k_blocks[l], w.shape[0])
+            if kb > 1:
+                part = np.empty((kb, n, w.shape[1]), dtype=x.dtype)
+                for t in prange(kb):
+                    _partial_product(h_in, w, part, t, kb)
+                _sum_partials(part, b, code, h_out, z)
             else:
                 _dense_forward_rows(h_in, w, b, code, h_out, z, *block_bounds(0, 1, n))
         return True

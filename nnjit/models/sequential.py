@@ -202,13 +202,13 @@ class _DenseStack:
     _POOL_SIZE = 4
 
     def _blocks(self, rows):
-        """(column blocks per layer, row blocks) of an inference call on ``rows`` rows."""
+        """(kernel-row blocks per layer, row blocks) of an inference call on ``rows`` rows."""
         macs = self.layout[:, mlp_kernels.FAN_IN] * self.layout[:, mlp_kernels.FAN_OUT]
-        col_blocks = np.array([runtime.gemv_blocks(rows * int(m)) for m in macs], dtype=np.int64)
-        return col_blocks, runtime.blocks_for(_INFER_WORK * rows * self.macs_per_row)
+        k_blocks = np.array([runtime.gemv_blocks(rows * int(m)) for m in macs], dtype=np.int64)
+        return k_blocks, runtime.blocks_for(_INFER_WORK * rows * self.macs_per_row)
 
     def _take_workspace(self, rows):
-        """(rows, threads epoch, workspace, column blocks, row blocks), owned by the
+        """(rows, threads epoch, workspace, kernel-row blocks, row blocks), owned by the
         caller until ``_give_back``."""
         epoch = runtime.threads_epoch()
         try:
@@ -231,18 +231,18 @@ class _DenseStack:
         rows = min(n, batch_size)
         entry = self._take_workspace(rows)
         try:
-            _, _, work, col_blocks, nblocks = entry
+            _, _, work, k_blocks, nblocks = entry
             out = np.empty((n, self.classes), dtype=self.dtype)
             params = self.flat.params
             layout = self.layout
             forward = mlp_kernels.mlp_forward
             if n <= batch_size:
-                return out if forward(x, params, layout, work, out, col_blocks, nblocks) else None
+                return out if forward(x, params, layout, work, out, k_blocks, nblocks) else None
             for start in range(0, n, batch_size):
                 stop = min(n, start + batch_size)
                 if stop - start != rows:  # the last, shorter batch: the workspace is large enough
-                    col_blocks, nblocks = self._blocks(stop - start)
-                if not forward(x[start:stop], params, layout, work, out[start:stop], col_blocks, nblocks):
+                    k_blocks, nblocks = self._blocks(stop - start)
+                if not forward(x[start:stop], params, layout, work, out[start:stop], k_blocks, nblocks):
                     return None
             return out
         finally:

@@ -115,9 +115,11 @@ def test_serial_and_parallel_paths_agree():
 @pytest.mark.parametrize("name", sorted(CODES))
 @pytest.mark.parametrize("n", [1, 3, 4])
 @pytest.mark.parametrize("use_bias", [True, False])
-def test_forward_few_rows_split_by_columns(name, n, use_bias):
-    """A handful of rows (single-sample inference) takes the matrix-vector, column-split path."""
-    x, w, b = _problem(n, 19, 23, np.float64, seed=11)
+@pytest.mark.parametrize("k", [2, 19])
+def test_forward_few_rows_split_by_kernel_rows(name, n, use_bias, k):
+    """A handful of rows (single-sample inference) takes the matrix-vector path, its kernel
+    rows split across threads and the partial products summed (k=2: fewer rows than blocks)."""
+    x, w, b = _problem(n, k, 23, np.float64, seed=11)
     if not use_bias:
         b = np.empty(0)
     for nblocks in (1, 2, 3):
