@@ -105,7 +105,7 @@ def softmax_cross_entropy_sparse(logits, labels, nblocks):
     inv_n = 1.0 / n
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        _softmax_ce_sparse_rows(logits, labels, probs, dz, row_loss, inv_n, 0, n)
+        _softmax_ce_sparse_rows(logits, labels, probs, dz, row_loss, inv_n, np.int64(0), np.int64(n))
     else:
         for t in prange(nb):
             _softmax_ce_sparse_rows(logits, labels, probs, dz, row_loss, inv_n, t * n // nb, (t + 1) * n // nb)
@@ -154,7 +154,7 @@ def softmax_cross_entropy_dense(logits, targets, nblocks):
     inv_n = 1.0 / n
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        _softmax_ce_dense_rows(logits, targets, probs, dz, row_loss, inv_n, 0, n)
+        _softmax_ce_dense_rows(logits, targets, probs, dz, row_loss, inv_n, np.int64(0), np.int64(n))
     else:
         for t in prange(nb):
             _softmax_ce_dense_rows(logits, targets, probs, dz, row_loss, inv_n, t * n // nb, (t + 1) * n // nb)
@@ -232,7 +232,7 @@ def categorical_cross_entropy_probs(probs, targets, nblocks):
     inv_n = 1.0 / n
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        _ce_probs_dense_rows(probs, targets, dp, row_loss, inv_n, 0, n)
+        _ce_probs_dense_rows(probs, targets, dp, row_loss, inv_n, np.int64(0), np.int64(n))
     else:
         for t in prange(nb):
             _ce_probs_dense_rows(probs, targets, dp, row_loss, inv_n, t * n // nb, (t + 1) * n // nb)
@@ -292,7 +292,7 @@ def sparse_categorical_cross_entropy_probs(probs, labels, nblocks):
     inv_n = 1.0 / n
     nb = max(1, min(n, nblocks))
     if nb == 1:
-        _ce_probs_sparse_rows(probs, labels, dp, row_loss, inv_n, 0, n)
+        _ce_probs_sparse_rows(probs, labels, dp, row_loss, inv_n, np.int64(0), np.int64(n))
     else:
         for t in prange(nb):
             _ce_probs_sparse_rows(probs, labels, dp, row_loss, inv_n, t * n // nb, (t + 1) * n // nb)
