@@ -84,10 +84,10 @@ def dense_forward(x, w, b, code, nblocks):
             _partial_product(x, w, part, np.int64(t), kb)
         _sum_partials(part, b, code, y, z)
     elif nb == 1:
-        _dense_forward_rows(x, w, b, code, y, z, *block_bounds(np.int64(0), np.int64(1), n))
+        _dense_forward_rows(x, w, b, code, y, z, *block_bounds(0, 1, n))
     else:
         for t in prange(nb):
-            _dense_forward_rows(x, w, b, code, y, z, *block_bounds(np.int64(t), nb, n))
+            _dense_forward_rows(x, w, b, code, y, z, *block_bounds(t, nb, n))
     return y, z
 
 
@@ -131,16 +131,16 @@ def dense_backward(dy, x, w, y, z, code, dw, db, need_dx, need_dw, nblocks):
     nb = max(1, min(n, nblocks))
     db_part = np.zeros((nb, db.shape[0] if need_dw else 0), dtype=dy.dtype)
     if nb == 1:
-        _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part[0], *block_bounds(np.int64(0), np.int64(1), n))
+        _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part[0], *block_bounds(0, 1, n))
         if need_dw:
-            _dense_weight_grad_cols(x, dz, dw, *block_bounds(np.int64(0), np.int64(1), k))
+            _dense_weight_grad_cols(x, dz, dw, *block_bounds(0, 1, k))
     else:
         for t in prange(nb):
-            _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part[t], *block_bounds(np.int64(t), nb, n))
+            _dense_backward_rows(dy, w, y, z, code, dz, dx, db_part[t], *block_bounds(t, nb, n))
         if need_dw:
             kb = max(1, min(k, nblocks))
             for t in prange(kb):
-                _dense_weight_grad_cols(x, dz, dw, *block_bounds(np.int64(t), kb, k))
+                _dense_weight_grad_cols(x, dz, dw, *block_bounds(t, kb, k))
     for j in range(db_part.shape[1]):
         s = db[j]
         for t in range(nb):

@@ -286,7 +286,7 @@ def _train_step_softmax_ce(x, labels, targets, params, grads, layout, work, out,
         _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
     else:
         for t in prange(nb):
-            i0, i1 = block_bounds(np.int64(t), nb, n)
+            i0, i1 = block_bounds(t, nb, n)
             _rows_softmax_ce(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta,
                              row_loss, i0, i1)
         for t in prange(nb):
@@ -306,7 +306,7 @@ def _train_step_ce_probs(x, labels, targets, params, grads, layout, work, out, p
         _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
     else:
         for t in prange(nb):
-            i0, i1 = block_bounds(np.int64(t), nb, n)
+            i0, i1 = block_bounds(t, nb, n)
             _rows_ce_probs(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta,
                            row_loss, i0, i1)
         for t in prange(nb):
@@ -327,7 +327,7 @@ def _train_step_elementwise(x, labels, targets, params, grads, layout, work, out
         _weight_grads_block(x, params, grads, layout, offs, work, out, np.int64(0), np.int64(1))
     else:
         for t in prange(nb):
-            i0, i1 = block_bounds(np.int64(t), nb, n)
+            i0, i1 = block_bounds(t, nb, n)
             _rows_elementwise(x, labels, targets, params, layout, offs, work, out, probs, loss_code, delta,
                               row_loss, i0, i1)
         for t in prange(nb):
@@ -415,13 +415,13 @@ def mlp_forward(x, params, layout, work, out, k_blocks, nblocks):
                     _partial_product(h_in, w, part, np.int64(t), kb)
                 _sum_partials(part, b, code, h_out, z)
             else:
-                _dense_forward_rows(h_in, w, b, code, h_out, z, *block_bounds(np.int64(0), np.int64(1), n))
+                _dense_forward_rows(h_in, w, b, code, h_out, z, *block_bounds(0, 1, n))
         return True
     nb = max(1, min(n, nblocks))
     if nb == 1:
         _forward_block(x, params, layout, offs, work, out, np.int64(0), np.int64(n))
     else:
         for t in prange(nb):
-            i0, i1 = block_bounds(np.int64(t), nb, n)
+            i0, i1 = block_bounds(t, nb, n)
             _forward_block(x, params, layout, offs, work, out, i0, i1)
     return True
